@@ -22,7 +22,10 @@ setup(
     zip_safe=False,
     maintainer="vla_eqm_ros developers",
     maintainer_email="dev@vla-eqm.invalid",
-    description="pi0-style VLA with an Equilibrium-Matching action decoder, served as a ROS 2 lifecycle node.",
+    description=(
+        "pi0-style VLA with an Equilibrium-Matching action decoder, "
+        "served as a ROS 2 lifecycle node."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -19,7 +19,10 @@ setup(
     zip_safe=False,
     maintainer="vla_eqm_ros developers",
     maintainer_email="dev@vla-eqm.invalid",
-    description="Meta-World (MuJoCo) sim bridge on the robot's ROS 2 topics, scripted experts, rosbag2 recording.",
+    description=(
+        "Meta-World (MuJoCo) sim bridge on the robot's ROS 2 topics, scripted experts, "
+        "rosbag2 recording."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -19,7 +19,10 @@ setup(
     zip_safe=False,
     maintainer="vla_eqm_ros developers",
     maintainer_email="dev@vla-eqm.invalid",
-    description="Training and evaluation for vla_eqm_ros: rosbag2 datasets, EqM/FM training, sim and bag evaluation.",
+    description=(
+        "Training and evaluation for vla_eqm_ros: rosbag2 datasets, EqM/FM training, "
+        "sim and bag evaluation."
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -15,6 +15,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy comes with `make test`'s setup")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy  # noqa: E402
+
 from vla_eqm_msgs.msg import ActionChunk, DecoderStatus, EpisodeStatus  # noqa: E402
 from vla_eqm_msgs.srv import ResetEpisode  # noqa: E402
 
@@ -75,7 +76,11 @@ def _fields(msg) -> dict:
 
 @pytest.mark.parametrize(
     "msg_type, make",
-    [(DecoderStatus, _decoder_status), (ActionChunk, _action_chunk), (EpisodeStatus, _episode_status)],
+    [
+        (DecoderStatus, _decoder_status),
+        (ActionChunk, _action_chunk),
+        (EpisodeStatus, _episode_status),
+    ],
     ids=["DecoderStatus", "ActionChunk", "EpisodeStatus"],
 )
 def test_custom_message_round_trips_between_two_nodes_over_dds(rclpy_context, msg_type, make):

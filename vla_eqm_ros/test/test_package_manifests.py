@@ -1,7 +1,8 @@
 """The four package manifests agree with what the packages actually install and import.
 
-A ROS user builds these with colcon and rosdep; a manifest that forgets a message package, or a
-setup.py entry point that names a missing module, only fails on their machine. These checks fail here.
+A ROS user builds these with colcon and rosdep; a manifest that forgets a message package, or
+a setup.py entry point that names a missing module, only fails on their machine. These checks fail
+here.
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ def test_manifest_is_format_3_and_names_its_folder(pkg):
 def test_setup_py_name_and_version_match_the_manifest(pkg):
     manifest = parse_package(str(REPO / pkg / "package.xml"))
     src = (REPO / pkg / "setup.py").read_text()
-    assert re.search(rf'package_name = "{pkg}"', src), f"{pkg}/setup.py must set package_name"
+    assert re.search(rf'package_name = "{pkg}"', src), f"{pkg}/setup.py: package_name is not {pkg}"
     version = next(k.value.value for k in _setup_call(pkg).keywords if k.arg == "version")
     assert version == manifest.version
-    assert (REPO / pkg / "resource" / pkg).is_file(), f"{pkg}: ament index marker resource/{pkg} missing"
+    marker = REPO / pkg / "resource" / pkg
+    assert marker.is_file(), f"{pkg}: ament index marker resource/{pkg} missing"
 
 
 @pytest.mark.parametrize("pkg", PY_PACKAGES)

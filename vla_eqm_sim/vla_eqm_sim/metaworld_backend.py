@@ -1,0 +1,192 @@
+"""Meta-World (Sawyer, Cartesian mocap control) as a ``SimBackend``.
+
+Facts this file relies on (measured here, Meta-World 3.1.1):
+- ``env.reset(seed=k)`` ignores the seed. The variation is chosen explicitly: ``MT1(task, seed=S)``
+  fixes a set of 50 variations and ``env.set_task(mt1.train_tasks[i])`` loads one; physics is then
+  bit-identical across runs.
+- The action is 4-D in [-1, 1]: a Cartesian delta of the mocap target (x 1 cm per step) and the
+  gripper effort. One env step is 12.5 ms of sim time.
+- The arm joints ``right_j0..right_j6`` are dragged by a mocap weld; ``r_close``/``l_close`` are the
+  fingers. The JointState therefore carries the Sawyer's real joint names.
+"""
+
+from __future__ import annotations
+
+import metaworld
+import numpy as np
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+from vla_eqm_sim.backend import ActionSpec, EpisodeId, SimBackend, StepResult
+from vla_eqm_sim.instructions import instruction_for
+from vla_eqm_sim.rendering import CameraRenderer
+
+SAWYER_JOINTS = [f"right_j{i}" for i in range(7)] + ["r_close", "l_close"]
+CARTESIAN_SPEC = ActionSpec(
+    names=("dx", "dy", "dz", "gripper"),
+    low=np.full(4, -1.0),
+    high=np.full(4, 1.0),
+    control_mode="cartesian",
+    units="dx,dy,dz: 1 = 1 cm mocap-target delta per step; gripper: effort, +1 closes",
+)
+
+
+class MetaWorldBackend(SimBackend):
+    """One Meta-World task at a time, switchable on reset.
+
+    ``MT1`` construction resets 50 environments (about 1 s), so the variation sets are cached per
+    (task, seed), and environments per task.
+    """
+
+    def __init__(
+        self,
+        task: str = "button-press-v3",
+        variation: int = 0,
+        seed: int = 0,
+        max_steps: int = 500,
+        end_on_success: bool = True,
+        control_mode: str = "cartesian",
+    ) -> None:
+        if control_mode != "cartesian":
+            raise ValueError(f"control_mode {control_mode!r} is not implemented yet (cartesian)")
+        self.action_spec = CARTESIAN_SPEC
+        self._max_steps_request = int(max_steps)
+        self.end_on_success = bool(end_on_success)
+        self._variation_sets: dict[tuple[str, int], list] = {}
+        self._envs: dict[str, object] = {}
+        self._renderers: dict[tuple[str, int, int], CameraRenderer] = {}
+        self._env = None
+        self._episode = EpisodeId(task, variation, seed)
+        self._state = np.zeros(39)
+        self._steps = 0
+        self._success = False
+        self._done = False
+        self.reset(task, variation, seed)
+
+    # --- episode control -------------------------------------------------------------------
+    def reset(self, task: str | None = None, variation: int = 0, seed: int = 0) -> None:
+        task = task or self._episode.task
+        tasks = self._variations(task, int(seed))
+        if not 0 <= int(variation) < len(tasks):
+            raise ValueError(f"variation {variation} out of range [0, {len(tasks)}) for {task}")
+        env = self._envs.get(task)
+        if env is None:
+            env = ALL_V3_ENVIRONMENTS[task]()
+            self._envs[task] = env
+        env.set_task(tasks[int(variation)])
+        state, _ = env.reset()
+        self._env = env
+        self._episode = EpisodeId(task, int(variation), int(seed))
+        self._state = np.asarray(state, dtype=np.float64)
+        self._steps = 0
+        self._success = False
+        self._done = False
+        self._last_action = np.zeros(self.action_spec.dim)
+        self.dt = float(env.dt)
+
+    def _variations(self, task: str, seed: int) -> list:
+        key = (task, seed)
+        if key not in self._variation_sets:
+            mt1 = metaworld.MT1(task, seed=seed)  # raises ValueError for unknown tasks
+            self._variation_sets[key] = mt1.train_tasks
+        return self._variation_sets[key]
+
+    def step(self, action: np.ndarray) -> StepResult:
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.action_spec.dim,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"invalid action {action!r}; validate commands before stepping")
+        if self._done:
+            raise RuntimeError("episode is done; reset before stepping")
+        action = np.clip(action, self.action_spec.low, self.action_spec.high)
+        self._last_action = action
+        state, reward, _, truncated, info = self._env.step(action.astype(np.float32))
+        self._state = np.asarray(state, dtype=np.float64)
+        self._steps += 1
+        self._success = self._success or bool(info.get("success", 0.0))
+        truncated = bool(truncated) or self._steps >= self.max_steps
+        self._done = truncated or (self.end_on_success and self._success)
+        numeric = {k: float(v) for k, v in info.items() if np.isscalar(v)}
+        return StepResult(float(reward), self._success, self._done, truncated, numeric)
+
+    def hold_action(self) -> np.ndarray:
+        # Zero Cartesian delta keeps the mocap target; the gripper keeps its last effort.
+        hold = np.zeros(self.action_spec.dim)
+        hold[3] = self._last_action[3]
+        return hold
+
+    # --- observation -------------------------------------------------------------------------
+    def render(self, cameras: list[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
+        renderer = self._renderer(size)
+        return {cam: renderer.render(self._env.data, cam) for cam in cameras}
+
+    def _renderer(self, size: tuple[int, int]) -> CameraRenderer:
+        key = (self._episode.task, int(size[0]), int(size[1]))
+        if key not in self._renderers:
+            self._renderers[key] = CameraRenderer(self._env.model, key[1], key[2])
+        return self._renderers[key]
+
+    @property
+    def episode(self) -> EpisodeId:
+        return self._episode
+
+    @property
+    def instruction(self) -> str:
+        return instruction_for(self._episode.task)
+
+    @property
+    def step_count(self) -> int:
+        return self._steps
+
+    @property
+    def success(self) -> bool:
+        return self._success
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def max_steps(self) -> int:
+        return min(self._max_steps_request, int(self._env.max_path_length))
+
+    @property
+    def cameras(self) -> list[str]:
+        model = self._env.model
+        return [model.camera(i).name for i in range(model.ncam)]
+
+    @property
+    def joint_names(self) -> list[str]:
+        return list(SAWYER_JOINTS)
+
+    def joint_positions(self) -> np.ndarray:
+        data = self._env.data
+        return np.array([data.joint(n).qpos[0] for n in SAWYER_JOINTS], dtype=np.float64)
+
+    def joint_velocities(self) -> np.ndarray:
+        data = self._env.data
+        return np.array([data.joint(n).qvel[0] for n in SAWYER_JOINTS], dtype=np.float64)
+
+    def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        # Position: the tool centre point between the fingers (what the Cartesian deltas move and
+        # what Meta-World's own state reports); orientation: the hand body.
+        position = np.array(self._env.tcp_center, dtype=np.float64)
+        w, x, y, z = self._env.data.body("hand").xquat
+        return position, np.array([x, y, z, w], dtype=np.float64)
+
+    def task_state(self) -> np.ndarray:
+        return self._state.copy()
+
+    def physics_state(self) -> np.ndarray:
+        """Full MuJoCo state (qpos, qvel, mocap pose) as one vector, for determinism checks."""
+        data = self._env.data
+        return np.concatenate(
+            [data.qpos, data.qvel, data.mocap_pos.ravel(), data.mocap_quat.ravel()]
+        )
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+

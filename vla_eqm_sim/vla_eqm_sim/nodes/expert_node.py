@@ -1,0 +1,86 @@
+"""``expert_node``: Meta-World's scripted expert as a teleoperator on the command topic.
+
+It answers every privileged state message (``sim/task_state``, published by the sim bridge once
+per step) with one command on ``command``. In lockstep mode that is exactly one step per
+observation, so a recording is deterministic; in realtime mode the newest command wins each tick.
+The task comes from the state message's dimension label, so switching tasks by reset just works.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray
+
+from vla_eqm_sim.experts import ScriptedExpert
+from vla_eqm_sim.nodes.messages import command_msg
+
+
+class ExpertNode(Node):
+    """Publishes ``ScriptedExpert.act(state)`` for each task state it receives."""
+
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("expert_node", **node_kwargs)
+        self.declare_parameter(
+            "enabled",
+            True,
+            ParameterDescriptor(description="publish commands (false: listen only)"),
+        )
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self._experts: dict[str, ScriptedExpert] = {}
+        self._pub = self.create_publisher(Float64MultiArray, "command", qos)
+        self.create_subscription(Float64MultiArray, "sim/task_state", self._on_state, qos)
+        self.commands_sent = 0
+
+    def command_subscribers(self) -> int:
+        """Matched subscribers of the command topic (the bridge, a recorder)."""
+        return self._pub.get_subscription_count()
+
+    def _on_state(self, msg: Float64MultiArray) -> None:
+        if not self.get_parameter("enabled").value:
+            return
+        task = msg.layout.dim[0].label if msg.layout.dim else ""
+        try:
+            expert = self._experts.get(task) or self._experts.setdefault(
+                task, ScriptedExpert(task)
+            )
+            action = expert.act(np.asarray(msg.data, dtype=np.float64))
+        except Exception as err:  # a malformed state must not kill the node
+            self.get_logger().warning(f"no command for state of task {task!r}: {err}",
+                                      throttle_duration_sec=1.0)
+            return
+        self._pub.publish(command_msg(action))
+        self.commands_sent += 1
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point: ``ros2 run vla_eqm_sim expert_node``."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ExpertNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # SIGTERM shut the context down in the middle of a callback's publish: not a failure
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""numpy -> ROS message builders for the sim bridge (no rclpy; message packages only).
+
+Kept apart from the node so the recorder, the bench and the tests build byte-identical messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, Header, MultiArrayDimension
+
+from vla_eqm_sim.backend import EpisodeId, StepResult
+
+WORLD_FRAME = "world"
+
+
+def stamp_from_ns(ns: int) -> Time:
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def camera_frame_id(camera: str) -> str:
+    """One optical frame per camera, following REP 103's ``*_optical_frame`` convention."""
+    return f"{camera}_optical_frame"
+
+
+def image_msg(frame: np.ndarray, stamp: Time, camera: str) -> Image:
+    """An rgb8 Image from an upright (H, W, 3) uint8 frame."""
+    height, width, channels = frame.shape
+    if channels != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    msg = Image()
+    msg.header = Header(stamp=stamp, frame_id=camera_frame_id(camera))
+    msg.height, msg.width = height, width
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = width * 3
+    msg.data = np.ascontiguousarray(frame).tobytes()
+    return msg
+
+
+def joint_state_msg(
+    names: list[str], positions: np.ndarray, velocities: np.ndarray, stamp: Time
+) -> JointState:
+    msg = JointState()
+    msg.header = Header(stamp=stamp, frame_id="")
+    msg.name = list(names)
+    msg.position = [float(v) for v in positions]
+    msg.velocity = [float(v) for v in velocities]
+    return msg
+
+
+def pose_msg(position: np.ndarray, quat_xyzw: np.ndarray, stamp: Time) -> PoseStamped:
+    msg = PoseStamped()
+    msg.header = Header(stamp=stamp, frame_id=WORLD_FRAME)
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in position)
+    o = msg.pose.orientation
+    o.x, o.y, o.z, o.w = (float(v) for v in quat_xyzw)
+    return msg
+
+
+def episode_status_msg(
+    episode: EpisodeId,
+    instruction: str,
+    step: int,
+    result: StepResult | None,
+    episode_return: float,
+    stamp: Time,
+):
+    """EpisodeStatus after ``step`` steps; ``result`` is None right after a reset."""
+    from vla_eqm_msgs.msg import EpisodeStatus
+
+    msg = EpisodeStatus()
+    msg.header = Header(stamp=stamp, frame_id="")
+    msg.task = episode.task
+    msg.variation = int(episode.variation)
+    msg.seed = int(episode.seed)
+    msg.instruction = instruction
+    msg.step = int(step)
+    msg.reward = float(result.reward) if result else 0.0
+    msg.episode_return = float(episode_return)
+    msg.success = bool(result.success) if result else False
+    msg.done = bool(result.done) if result else False
+    return msg
+
+
+def task_state_msg(task: str, state: np.ndarray) -> Float64MultiArray:
+    """Privileged simulator state for scripted experts.
+
+    The one dimension's label carries the task name, so an expert picks the matching scripted
+    policy from the same message (no ordering race with a second topic).
+    """
+    msg = Float64MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label=task, size=int(state.size), stride=int(state.size))]
+    msg.data = [float(v) for v in state]
+    return msg
+
+
+def command_msg(action: np.ndarray) -> Float64MultiArray:
+    msg = Float64MultiArray()
+    msg.data = [float(v) for v in action]
+    return msg
