@@ -1,4 +1,5 @@
-"""The one typed boundary between loose inputs (ROS messages, bag records, sim frames) and the model.
+"""The one typed boundary between loose inputs (ROS messages, bag records, sim frames) and the
+model.
 
 Everything upstream (live topics, bag replay, the simulator) produces an ``Observation``; everything
 downstream (normalization, the model, the policy) consumes one. Keeping a single type here is what

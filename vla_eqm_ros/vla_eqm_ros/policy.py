@@ -1,0 +1,268 @@
+"""``Policy``: the LeRobot-style surface over model + solver + warm start, in physical units.
+
+Nodes, evaluation and benchmarks call only this: ``predict_action_chunk`` (one decode, with its
+``DecodeRecord``), ``select_action`` (a queue of ``execute_steps`` actions, refilled by decoding),
+``reset``, ``update_solver`` (validated; takes effect on the next call) and ``model_forward`` (the
+training loss). The policy is not an ``nn.Module``: it owns deployment state (the warm-start chunk,
+the action queue, the noise generator, the solver settings) that must never end up in a checkpoint.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import difflib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_eqm_ros.checkpoint import load_checkpoint
+from vla_eqm_ros.config import PolicyConfig, SolverConfig
+from vla_eqm_ros.model import PI0EqMModel
+from vla_eqm_ros.observation import Observation
+from vla_eqm_ros.solvers import SolveResult, eqm_solve, fm_integrate
+from vla_eqm_ros.warm_start import WarmStartState, init_chunk
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default_eqm"
+
+
+@dataclass
+class DecodeRecord:
+    """What one decode did; mirrors vla_eqm_msgs/DecoderStatus field for field."""
+
+    decoder: str
+    tau: float
+    k_max: int
+    step_size: float
+    momentum: float
+    deadline_ms: float
+    fm_steps: int
+    iterations: int
+    residual: float
+    residual_trace: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+    warm_start: str = "none"
+    warm_start_fraction: float = 0.0
+    warm_start_tail: str = "noise"
+    warm_start_used: bool = False
+    prefix_ms: float = 0.0
+    solve_ms: float = 0.0
+
+
+def _record(cfg: PolicyConfig, res: SolveResult, i: int, used: bool, prefix_ms: float,
+            solve_ms: float) -> DecodeRecord:
+    trace = res.trace[i]
+    return DecodeRecord(
+        decoder=cfg.decoder, tau=cfg.solver.tau, k_max=cfg.solver.k_max,
+        step_size=cfg.solver.step_size, momentum=cfg.solver.momentum,
+        deadline_ms=cfg.solver.deadline_ms, fm_steps=cfg.fm.steps,
+        iterations=int(res.iterations[i]), residual=float(res.residual[i]),
+        residual_trace=[float(r) for r in trace[~torch.isnan(trace)]],
+        stop_reason=res.stop_reason[i], warm_start=cfg.warm_start.mode,
+        warm_start_fraction=cfg.warm_start.fraction, warm_start_tail=cfg.warm_start.tail,
+        warm_start_used=used, prefix_ms=prefix_ms, solve_ms=solve_ms,
+    )
+
+
+class Policy:
+    """A deployable policy: decode chunks from ``Observation``s, keep warm-start state, retune."""
+
+    def __init__(self, model: PI0EqMModel, *, device: str | torch.device = "cpu",
+                 seed: int | None = None) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self._config: PolicyConfig = model.config
+        self._generator = torch.Generator()
+        if seed is None:
+            self._generator.seed()
+        else:
+            self._generator.manual_seed(seed)
+        self.warm_start = WarmStartState()
+        self._queue: collections.deque[np.ndarray] = collections.deque()
+        self._goal: str | None = None
+        self.last_record: DecodeRecord | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
+                        *, seed: int | None = None) -> Policy:
+        """Load a checkpoint directory; None resolves the shipped default checkpoint."""
+        if path is None:
+            path = DEFAULT_CHECKPOINT
+            if not (path / "config.yaml").is_file():
+                raise FileNotFoundError(
+                    f"no shipped default checkpoint at {path}; train it first, e.g. "
+                    f"`vla-eqm train --preset default --out {path}` (see vla_eqm_train), or pass "
+                    "an explicit checkpoint directory")
+        _, model = load_checkpoint(path, device=device)
+        return cls(model, device=device, seed=seed)
+
+    @property
+    def config(self) -> PolicyConfig:
+        """The settings in force (architecture, decoder, solver, warm start, contract, ...)."""
+        return self._config
+
+    # ---------------------------------------------------------------------------------- inputs
+
+    def observation_batch(self, observations: list[Observation]) -> dict[str, Any]:
+        """Observations -> model batch (raises ValueError naming a missing camera / bad state)."""
+        m = self._config.model
+        images: dict[str, torch.Tensor] = {}
+        for cam in m.cameras:
+            frames = []
+            for obs in observations:
+                if cam.name not in obs.images:
+                    raise ValueError(f"observation has no image for camera '{cam.name}' "
+                                     f"(has {sorted(obs.images)})")
+                frames.append(torch.from_numpy(np.ascontiguousarray(obs.images[cam.name])))
+            sizes = {tuple(f.shape) for f in frames}
+            if len(sizes) > 1:
+                raise ValueError(f"camera '{cam.name}' frames differ in size in one batch: {sizes}")
+            images[cam.name] = torch.stack(frames)
+        states = []
+        for obs in observations:
+            if obs.state.shape != (m.state_dim,):
+                raise ValueError(f"state must have {m.state_dim} values, got {obs.state.shape[0]}")
+            states.append(torch.from_numpy(obs.state))
+        batch: dict[str, Any] = {"images": images, "state": torch.stack(states)}
+        batch.update(self.model.goal_features([obs.goal for obs in observations]))
+        return batch
+
+    # ---------------------------------------------------------------------------------- decode
+
+    @torch.inference_mode()
+    def _decode(self, batch: dict[str, Any], cfg: PolicyConfig, x0: torch.Tensor | None,
+                warm: bool, steps_executed: int | None
+                ) -> tuple[torch.Tensor, SolveResult, bool, float]:
+        t0 = time.perf_counter()
+        prefix = self.model.encode_prefix(batch)
+        prefix_ms = (time.perf_counter() - t0) * 1e3
+        m = cfg.model
+        if x0 is None:
+            x0 = torch.randn((prefix.batch_size, m.horizon, m.action_dim),
+                             generator=self._generator)
+        x0 = x0.to(self.device)
+        used = False
+        if cfg.decoder == "eqm":
+            if warm:
+                x0, used = init_chunk(self.warm_start, cfg.warm_start, x0, steps_executed)
+            s = cfg.solver
+            res = eqm_solve(lambda a: self.model.field(a, prefix), x0, step_size=s.step_size,
+                            momentum=s.momentum, tau=s.tau, k_max=s.k_max,
+                            deadline_s=s.deadline_ms / 1e3 if s.deadline_ms > 0 else None)
+        else:
+            res = fm_integrate(lambda x, t: self.model.field(x, prefix, t), x0, cfg.fm.steps)
+        actions = self.model.action_normalizer.unnormalize(res.actions)
+        return actions, res, used, prefix_ms
+
+    def predict_action_chunk(self, obs: Observation, steps_executed: int | None = None
+                             ) -> tuple[np.ndarray, DecodeRecord]:
+        """Decode one chunk (H, d) float32 in physical units, warm-started per the config.
+
+        ``steps_executed``: actions of the previous chunk executed since it was produced (the
+        ``shifted`` warm start advances by it); None uses the count kept by ``select_action``.
+        A new goal string resets the warm start. Raises ValueError on bad input and
+        RuntimeError if the decoder produced non-finite actions (the warm start is then reset).
+        """
+        cfg = self._config  # one snapshot per call: update_solver applies from the next call
+        if obs.goal != self._goal:
+            self.warm_start.reset()
+            self._goal = obs.goal
+        batch = self.observation_batch([obs])
+        actions, res, used, prefix_ms = self._decode(batch, cfg, None, True, steps_executed)
+        if not bool(torch.isfinite(actions).all()):
+            self.warm_start.reset()
+            raise RuntimeError(f"decoder produced non-finite actions ({res.stop_reason[0]}, "
+                               f"{int(res.iterations[0])} iterations)")
+        self.warm_start.update(res.actions)
+        rec = _record(cfg, res, 0, used, prefix_ms, res.solve_ms)
+        self.last_record = rec
+        return actions[0].cpu().numpy().astype(np.float32), rec
+
+    def predict_batch(self, observations: list[Observation], noise: torch.Tensor | None = None
+                      ) -> tuple[np.ndarray, list[DecodeRecord]]:
+        """Cold-start decode of many observations at once (evaluation); (B, H, d) physical.
+
+        Does not read or touch the warm-start state; each sample stops on its own residual.
+        """
+        cfg = self._config
+        batch = self.observation_batch(observations)
+        actions, res, _, prefix_ms = self._decode(batch, cfg, noise, False, None)
+        recs = [_record(cfg, res, i, False, prefix_ms, res.solve_ms)
+                for i in range(len(observations))]
+        return actions.cpu().numpy().astype(np.float32), recs
+
+    def select_action(self, obs: Observation) -> np.ndarray:
+        """The next action (d,): pops a queue of ``execute_steps`` actions, decoding when empty."""
+        if obs.goal != self._goal:
+            self._queue.clear()
+        if not self._queue:
+            chunk, _ = self.predict_action_chunk(obs, steps_executed=self.warm_start.steps_since)
+            self._queue.extend(chunk[: self._config.execute_steps])
+        self.warm_start.advance(1)
+        return self._queue.popleft()
+
+    def reset(self) -> None:
+        """New goal or episode: clear the action queue and the warm-start state."""
+        self._queue.clear()
+        self.warm_start.reset()
+        self._goal = None
+
+    # ---------------------------------------------------------------------------------- tuning
+
+    _ALIASES = {"fm_steps": ("fm", "steps"), "warm_start_mode": ("warm_start", "mode"),
+                "warm_start": ("warm_start", "mode"),
+                "warm_start_fraction": ("warm_start", "fraction"),
+                "warm_start_tail": ("warm_start", "tail")}
+
+    def update_solver(self, **changes: Any) -> PolicyConfig:
+        """Change solver settings (tau, k_max, step_size, momentum, deadline_ms), fm_steps,
+        warm_start[_mode|_fraction|_tail] or execute_steps; validated by the config dataclasses
+        (ValueError quotes the bad value), swapped in atomically, used from the next call."""
+        cfg = self._config
+        solver_keys = {f.name for f in dataclasses.fields(SolverConfig)}
+        solver: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {"fm": {}, "warm_start": {}}
+        top: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key in solver_keys:
+                solver[key] = value
+            elif key in self._ALIASES:
+                section, name = self._ALIASES[key]
+                nested[section][name] = value
+            elif key == "execute_steps":
+                top[key] = value
+            else:
+                known = sorted(solver_keys | set(self._ALIASES) | {"execute_steps"})
+                hint = difflib.get_close_matches(key, known, n=1)
+                raise ValueError(f"unknown solver setting '{key}'"
+                                 + (f"; did you mean '{hint[0]}'?" if hint else ""))
+        k_max = solver.get("k_max")
+        if isinstance(k_max, float) and k_max.is_integer():  # ROS double parameters
+            solver["k_max"] = int(k_max)
+        new = cfg.replace(
+            solver=dataclasses.replace(cfg.solver, **solver),
+            fm=dataclasses.replace(cfg.fm, **nested["fm"]),
+            warm_start=dataclasses.replace(cfg.warm_start, **nested["warm_start"]),
+            **top,
+        )
+        if new.warm_start != cfg.warm_start:
+            self.warm_start.reset()
+        self._config = new
+        self.model.config = new
+        return new
+
+    # -------------------------------------------------------------------------------- training
+
+    def model_forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss on a model batch (physical units), as ``PI0EqMModel.forward``."""
+        return self.model(batch)
+
+
+def median_iterations(records: list[DecodeRecord]) -> float:
+    """Median solver depth over a list of records (NaN if empty); used by evals and benches."""
+    return float(np.median([r.iterations for r in records])) if records else math.nan
