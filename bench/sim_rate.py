@@ -29,6 +29,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
+
 from vla_eqm_sim.nodes.sim_bridge import SimBridge
 
 

@@ -1,0 +1,311 @@
+"""Policy-node latency benchmark: sensor-to-command time of the live node over loopback DDS.
+
+Two processes on one private ROS domain (loopback only): this one plays the robot, publishing a
+camera image and a joint state at ``--rate`` Hz (header stamp = send time, wall clock), and times
+the command topic; the other runs the policy node through the ``bringup`` entry point (autostart).
+
+e2e: publish time of an observation (its header stamp) -> receipt of the command it caused. With
+``trigger: observation`` (default) each observation causes exactly one command, in order, so the
+k-th command after an alignment gap answers the k-th observation after it (exact while the node
+drops no cycle; ``dropped_cycles`` is reported). With ``--trigger timer`` a command answers the
+timer, not a frame, so the figures are the node's own sensor-to-command measurement from
+/diagnostics (observation stamp -> command publish, last 200 commands), labelled as such.
+
+Checkpoint: ``--checkpoint``, else the shipped ``default_eqm`` when it exists, else the ``default``
+preset with random weights (``checkpoint`` says which). Random weights never reach tau, so every
+solve runs to k_max; ``--k-max`` sets the node's solver to a trained model's depth, and the JSON
+says so (``solver_override``).
+
+    python bench/node_latency.py [--seconds 120] [--trigger observation|timer] [--k-max N]
+                                 [--execute-steps N] [--checkpoint DIR] [--rate 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for pkg in ("vla_eqm_ros", "vla_eqm_sim", "vla_eqm_train"):
+    sys.path.insert(0, str(ROOT / pkg))
+
+JOINTS = ["j0", "j1", "j2", "j3"]
+ALIGN_GAP_S = 0.15  # pause before the window: in-flight answers land, FIFO starts clean
+
+
+def log(msg: str) -> None:
+    print(f"[node_latency] {msg}", file=sys.stderr, flush=True)
+
+
+def resolve_checkpoint(arg: str | None, workdir: Path) -> tuple[Path, str]:
+    """(directory, label): explicit > shipped default > random-init default preset."""
+    from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
+
+    if arg:
+        return Path(arg), f"given: {arg}"
+    if (DEFAULT_CHECKPOINT / "config.yaml").is_file():
+        return DEFAULT_CHECKPOINT, "shipped default_eqm"
+    from vla_eqm_ros.checkpoint import save_checkpoint
+    from vla_eqm_ros.config import get_preset
+    from vla_eqm_ros.contract import Contract
+    from vla_eqm_ros.model import PI0EqMModel
+
+    cfg = get_preset("default")
+    cams = [(c.name, c.height, c.width) for c in cfg.model.cameras]
+    contract = Contract.default_for(cams, JOINTS, ["dx", "dy", "dz", "gripper"],
+                                    cfg.control_period)
+    cfg = cfg.replace(contract=contract.to_dict(), state_names=tuple(JOINTS),
+                      action_names=("dx", "dy", "dz", "gripper"))
+    path = save_checkpoint(workdir / "default_random", PI0EqMModel(cfg), cfg)
+    return Path(path), "default preset, random weights (shipped default_eqm not present)"
+
+
+class Robot:
+    """The publishing/timing side: inputs at a fixed rate, every output recorded with its time."""
+
+    def __init__(self, contract, rate_hz: float) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import qos_profile_sensor_data as sensor_qos
+        from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import Float64MultiArray, String
+
+        from vla_eqm_msgs.msg import DecoderStatus
+
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("bench_robot", context=self.context)
+        cam = contract.cameras[0]
+        self.cam, self.rate_hz = cam, rate_hz
+        self.image_pub = self.node.create_publisher(Image, cam.topic, sensor_qos)
+        self.joint_pub = self.node.create_publisher(JointState, contract.state[0].topic, 10)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_publisher(String, contract.goal.topic, latched).publish(
+            String(data="press the button"))
+        self.lock = threading.Lock()
+        self.sent: list[float] = []  # observation stamps, s (= send time)
+        self.commands: list[float] = []  # receipt times, s
+        self.iterations: list[tuple[float, int]] = []
+        self.solve_e2e: list[tuple[float, float]] = []  # (observation stamp, ms to status receipt)
+        self.diag: list[tuple[float, dict[str, str]]] = []
+        self.node.create_subscription(Float64MultiArray, contract.action.topic,
+                                      self._on_command, 100)
+        self.node.create_subscription(DecoderStatus, "/policy_node/decoder_status",
+                                      self._on_status, 100)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        rng = np.random.default_rng(0)
+        self._frame = rng.integers(0, 255, cam.height * cam.width * 3, dtype=np.uint8).tobytes()
+        self._names = list(contract.state[0].names)
+        self._Image, self._JointState = Image, JointState
+        self.publishing = threading.Event()
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        threading.Thread(target=self._publish_loop, daemon=True).start()
+
+    def _on_command(self, _msg) -> None:
+        t = time.time()
+        with self.lock:
+            self.commands.append(t)
+
+    def _on_status(self, msg) -> None:
+        t = time.time()
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        with self.lock:
+            self.iterations.append((t, int(msg.iterations)))
+            self.solve_e2e.append((stamp, (t - stamp) * 1e3))
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("policy_node"):
+                with self.lock:
+                    self.diag.append((time.time(), {kv.key: kv.value for kv in status.values}))
+
+    def _publish_loop(self) -> None:
+        """Fixed-rate schedule on the wall clock (absolute deadlines: no drift)."""
+        period = 1.0 / self.rate_hz
+        next_t = time.time()
+        while self.context.ok():
+            next_t += period
+            if self.publishing.is_set():
+                now_ns = time.time_ns()
+                img = self._Image(height=self.cam.height, width=self.cam.width, encoding="rgb8",
+                                  step=self.cam.width * 3, data=self._frame)
+                img.header.stamp.sec, img.header.stamp.nanosec = divmod(now_ns, 10**9)
+                js = self._JointState(name=self._names, position=[0.1] * len(self._names))
+                js.header.stamp = img.header.stamp
+                self.image_pub.publish(img)
+                self.joint_pub.publish(js)
+                with self.lock:
+                    self.sent.append(now_ns * 1e-9)
+            time.sleep(max(0.0, next_t - time.time()))
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        if self.context.ok():
+            rclpy.shutdown(context=self.context)
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def pct(xs, q: float) -> float:
+    return round(float(np.percentile(xs, q)), 2) if len(xs) else float("nan")
+
+
+def measure(robot: Robot, seconds: float, trigger: str) -> dict:
+    """Warm up, align, run the window; the JSON fields of one run."""
+    time.sleep(3.0)  # warm-up: first decodes, DDS discovery settled
+    robot.publishing.clear()
+    time.sleep(ALIGN_GAP_S)
+    # alignment: wait until every observation sent so far was answered (quiet for a gap)
+    quiet = lambda: time.time() - (robot.commands[-1] if robot.commands else 0) > ALIGN_GAP_S  # noqa: E731
+    wait_for(quiet, timeout=0.8)
+    with robot.lock:
+        diag0 = robot.diag[-1][1] if robot.diag else {}
+        n_cmd0 = len(robot.commands)
+    t0 = time.time()
+    robot.publishing.set()
+    log(f"measuring {seconds:.0f} s ({trigger} trigger)")
+    time.sleep(seconds)
+    with robot.lock:  # the node's figures while fed (after the stop it would age stale inputs)
+        diag1 = robot.diag[-1][1] if robot.diag else {}
+    robot.publishing.clear()
+    time.sleep(1.0)  # answers in flight land
+    t1 = t0 + seconds
+    with robot.lock:
+        sent = [s for s in robot.sent if t0 <= s <= t1]
+        cmds = robot.commands[n_cmd0:]
+        iters = [k for t, k in robot.iterations if t0 <= t <= t1 + 1.0]
+    in_window = [c for c in cmds if c <= t1 + 0.5]
+    dropped = int(diag1.get("dropped_cycles", "0")) - int(diag0.get("dropped_cycles", "0"))
+    out = {"rate_hz": round(len([c for c in cmds if c <= t1]) / seconds, 2),
+           "iters_p50": float(np.median(iters)) if iters else float("nan"),
+           "dropped_cycles": dropped, "observations": len(sent), "commands": len(in_window)}
+    with robot.lock:
+        solve_e2e = [ms for stamp, ms in robot.solve_e2e  # fed window only (received by t1)
+                     if t0 <= stamp and stamp + ms / 1e3 <= t1]
+    out.update(solve_e2e_ms_p50=pct(solve_e2e, 50), solve_e2e_ms_p99=pct(solve_e2e, 99))
+    if trigger == "observation":
+        n = min(len(sent), len(in_window))
+        fifo = (np.asarray(in_window[:n]) - np.asarray(sent[:n])) * 1e3
+        exact = bool(dropped == 0 and len(in_window) == len(sent))
+        e2e = fifo if exact else np.asarray(solve_e2e)
+        out.update(
+            e2e_ms_p50=pct(e2e, 50), e2e_ms_p99=pct(e2e, 99),
+            e2e_ms_max=round(float(e2e.max()), 2) if len(e2e) else float("nan"),
+            fifo_exact=exact,
+            e2e_definition=(
+                "observation stamp -> command receipt, every command (FIFO pairing, exact: no "
+                "dropped cycle)" if exact else
+                "observation stamp -> receipt of the DecoderStatus its solve cycle publishes "
+                "right after the command; solve cycles only (dropped cycles make the FIFO "
+                "pairing of all commands inexact); an upper bound per command"))
+    else:
+        out.update(e2e_ms_p50=float(diag1.get("sensor_to_command_ms_p50", "nan")),
+                   e2e_ms_p99=float(diag1.get("sensor_to_command_ms_p99", "nan")),
+                   e2e_definition="node-measured: observation stamp -> command publish, "
+                                  "last 200 commands (timer trigger)")
+    # the node's own figure (stamp -> publish, last 200 commands): the cross-check, and the
+    # one to read when dropped cycles make the FIFO pairing inexact
+    out["node_e2e_ms_p50"] = float(diag1.get("sensor_to_command_ms_p50", "nan"))
+    out["node_e2e_ms_p99"] = float(diag1.get("sensor_to_command_ms_p99", "nan"))
+    out["node_cycle_ms_p99"] = float(diag1.get("cycle_ms_p99", "nan"))
+    out["node_solve_ms_p50"] = float(diag1.get("solve_ms_p50", "nan"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=120.0, help="measurement window, s")
+    p.add_argument("--trigger", choices=("observation", "timer"), default="observation")
+    p.add_argument("--k-max", type=int, default=0, help="override the node's k_max (0 = ckpt)")
+    p.add_argument("--execute-steps", type=int, default=0, help="0 = the checkpoint's")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--rate", type=float, default=20.0, help="observation rate, Hz")
+    args = p.parse_args(argv)
+
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # loopback only, always
+    os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
+    if os.environ["ROS_DOMAIN_ID"] == "0":
+        os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 200)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT / pkg) for pkg in ("vla_eqm_ros", "vla_eqm_sim", "vla_eqm_train")]
+        + [os.environ.get("PYTHONPATH", "")])}
+
+    from vla_eqm_ros.checkpoint import load_checkpoint
+    from vla_eqm_ros.nodes.policy_node import resolve_contract
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt, label = resolve_checkpoint(args.checkpoint, Path(tmp))
+        cfg, _ = load_checkpoint(ckpt)
+        contract = resolve_contract(cfg, "")
+        # max ages of 1 s: the alignment pause must not read as stale input (holds)
+        params = [f"trigger:={args.trigger}", "camera_max_age:=1.0", "state_max_age:=1.0"]
+        if args.k_max:
+            params.append(f"k_max:={args.k_max}")
+        if args.execute_steps:
+            params.append(f"execute_steps:={args.execute_steps}")
+        cmd = [sys.executable, "-c", "from vla_eqm_ros.nodes.bringup import main; main()",
+               "--checkpoint", str(ckpt)] + [a for prm in params for a in ("--param", prm)]
+        log(f"checkpoint: {label}; node: {' '.join(params)}; domain {env['ROS_DOMAIN_ID']}")
+        robot = Robot(contract, args.rate)
+        robot.publishing.set()
+        node = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            if not wait_for(lambda: len(robot.iterations) > 0, timeout=180):
+                raise SystemExit("the node never decoded (see its stderr)")
+            run = measure(robot, args.seconds, args.trigger)
+        finally:
+            node.send_signal(signal.SIGINT)
+            try:
+                _, err = node.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                node.kill()
+                _, err = node.communicate()
+            robot.close()
+        if node.returncode != 0:
+            log(f"node exited {node.returncode}:\n{err[-2000:]}")
+    result = {
+        "checkpoint": label,
+        "trigger": args.trigger,
+        "solver_override": {"k_max": args.k_max} if args.k_max else None,
+        "k_max": args.k_max or cfg.solver.k_max,
+        "tau": cfg.solver.tau,
+        "execute_steps": args.execute_steps or cfg.execute_steps,
+        "seconds": args.seconds,
+        "target_rate_hz": args.rate,
+        **run,
+        "machine": f"{os.cpu_count()} CPU cores shared with other jobs; load average "
+                   f"{os.getloadavg()[0]:.1f} at the end",
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Control behaviour of the running policy node over real DDS: execution modes, warm-start resets,
+the enable service, /diagnostics and the observation trigger."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from policy_node_harness import Harness, build_checkpoint, is_hold, unique_name
+from rclpy.lifecycle import TransitionCallbackReturn
+
+PERIOD = 0.05  # s
+SUCCESS = TransitionCallbackReturn.SUCCESS
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return build_checkpoint(tmp_path_factory.mktemp("ckpt") / "debug_eqm")
+
+
+@pytest.fixture
+def make_harness(checkpoint):
+    made: list[Harness] = []
+
+    def make(**params) -> Harness:
+        made.append(Harness({"checkpoint": str(checkpoint), **params}, unique_name()))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def _slow_down(h: Harness, seconds_per_evaluation: float) -> None:
+    """A deliberately slow field: every evaluation sleeps first (the GIL is released)."""
+    model = h.node.policy.model
+    real = model.field
+
+    def slow(*args, **kwargs):
+        time.sleep(seconds_per_evaluation)
+        return real(*args, **kwargs)
+
+    model.field = slow
+
+
+def test_async_mode_keeps_publishing_at_the_control_rate_while_a_slow_solve_runs(
+        tmp_path) -> None:
+    # H = 32 steps (1.6 s): a solve of ~10 periods still leaves rows to execute when it lands
+    h = Harness({"checkpoint": str(build_checkpoint(tmp_path / "long", horizon=32)),
+                 "execution": "async", "tau": 0.0, "k_max": 50, "execute_steps": 4},
+                unique_name())
+    try:
+        assert h.node.trigger_configure() == SUCCESS
+        _slow_down(h, 0.01)  # >= 0.5 s per solve
+        h.publish_goal("press the button")
+        h.start_stream()
+        assert h.node.trigger_activate() == SUCCESS
+        assert h.wait_for(lambda: len(h.statuses) >= 3, timeout=20)
+        t_end = time.monotonic()
+        assert all(s.solve_ms > 10 * PERIOD * 1e3 for s in h.statuses)
+        with h.lock:
+            times = np.array([ts for ts, _ in h.commands])
+            policy = [m for ts, m in h.commands if not is_hold(m)]
+        times = times[times >= times[0] + 0.5]  # after start-up
+        gaps = np.diff(times)
+        assert t_end - times[0] > 2 * h.statuses[-1].solve_ms / 1e3, "the window spans solves"
+        assert gaps.max() < 2.5 * PERIOD, f"the loop stalled {gaps.max():.3f} s during a solve"
+        assert policy, "solved chunks were installed and executed, not only holds"
+    finally:
+        h.close()
+
+
+def _warm_flags_after(h: Harness, t_call: float, count: int = 3) -> list[bool]:
+    """warm_start_used of the first ``count`` statuses received after ``t_call``."""
+    with h.lock:
+        start = len([s for s in h.status_times if s < t_call])
+    assert h.wait_for(lambda: len(h.statuses) >= start + count)
+    with h.lock:
+        return [s.warm_start_used for s in h.statuses[start:start + count]]
+
+
+def test_a_new_goal_and_the_reset_service_each_reset_the_warm_start(make_harness) -> None:
+    h = make_harness(execute_steps=1, warm_start="shifted")
+    h.activate_with_stream()
+    assert h.wait_for(lambda: len(h.statuses) >= 4)
+    assert all(s.warm_start_used for s in h.statuses[-3:]), "steady state reuses the last chunk"
+    t = time.monotonic()
+    response = h.reset()
+    assert response.success
+    flags = _warm_flags_after(h, t, count=6)
+    assert False in flags and flags[-1], f"reset: {flags}"
+    t = time.monotonic()
+    h.publish_goal("open the drawer")
+    assert h.wait_for(lambda: h.logged("new goal: 'open the drawer'"))
+    flags = _warm_flags_after(h, t, count=6)
+    assert False in flags and flags[-1], f"new goal: {flags}"
+
+
+def test_the_enable_service_gates_commands(make_harness) -> None:
+    h = make_harness(execute_steps=2)
+    h.activate_with_stream()
+    assert h.enable(False).success
+    time.sleep(0.2)
+    last = h.commands_since(0.0)[-1]
+    assert is_hold(last), "disabling sends a hold"
+    t = time.monotonic()
+    time.sleep(0.5)
+    assert h.commands_since(t) == [], "a disabled node commands nothing"
+    assert h.enable(True).success
+    assert h.wait_for(lambda: any(not is_hold(m) for m in h.commands_since(t)))
+
+
+def test_diagnostics_carry_rate_latency_solver_depth_input_ages_and_drops(make_harness) -> None:
+    h = make_harness(execute_steps=1)
+    h.activate_with_stream()
+    assert h.wait_for(lambda: int(h.diagnostics_values().get("solves", "0")) >= 5, timeout=10)
+    values = h.diagnostics_values()
+    assert 5.0 < float(values["loop_rate_hz"]) < 40.0
+    for key in ("cycle_ms_p50", "cycle_ms_p99", "sensor_to_command_ms_p50",
+                "sensor_to_command_ms_p99", "iterations_p50", "residual_last"):
+        assert np.isfinite(float(values[key])), key
+    assert float(values["sensor_to_command_ms_p50"]) > 0.0
+    assert 0.0 <= float(values["age_s[corner]"]) < 0.3
+    assert 0.0 <= float(values["age_s[/joint_states]"]) < 0.3
+    assert int(values["warm_start_used"]) >= 1
+    assert values["warm_start_used_last"] in ("true", "false")
+    assert int(values["dropped_cycles"]) >= 0
+    status = h.diagnostics[-1].status[0]
+    assert status.name == f"{h.name}: policy loop" and "active" in status.message
+
+
+def test_the_observation_trigger_answers_each_observation_with_exactly_one_command(
+        make_harness) -> None:
+    h = make_harness(trigger="observation", execute_steps=3)
+    assert h.node.trigger_configure() == SUCCESS
+    h.publish_goal("press the button")
+    assert h.node.trigger_activate() == SUCCESS
+    assert h.wait_for(lambda: any(is_hold(m) for m in h.commands_since(0.0)))  # no inputs yet
+    t0 = time.monotonic()
+    h.publish_inputs()
+    assert h.wait_for(lambda: any(not is_hold(m) for m in h.commands_since(t0)))
+    time.sleep(0.02)
+    t = time.monotonic()
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        h.publish_inputs()
+        time.sleep(0.06 + 0.03 * rng.random())  # irregular, never stale
+    t_end = time.monotonic()
+    time.sleep(0.1)
+    window = h.commands_since(t)
+    assert len(window) == 12 and not any(is_hold(m) for m in window), \
+        f"{len(window)} commands ({sum(map(is_hold, window))} holds) for 12 observations"
+    assert h.wait_for(lambda: any(is_hold(m) for m in h.commands_since(t_end)), timeout=2), \
+        "stale inputs: the watchdog holds"
+    assert h.wait_for(lambda: "dropped_cycles" in h.diagnostics_values(), timeout=3)
+    assert h.diagnostics_values()["dropped_cycles"] == "0"
+
+
+# --- the trigger rule alone (nodes/trigger.py is ROS-free) -----------------------------------
+
+def test_a_frame_waits_for_the_joint_state_of_its_own_step() -> None:
+    from vla_eqm_ros.nodes.trigger import ObservationTrigger
+
+    trig = ObservationTrigger("corner", ["/joint_states"], max_wait=0.05)
+    trig.arrived("/joint_states", 1.000, received=1.000)
+    trig.arrived("corner", 1.0125, received=1.0125)  # image of the next step first
+    assert not trig.ready(now=1.0130), "paired with the previous step's state otherwise"
+    trig.arrived("/joint_states", 1.0125, received=1.0131)
+    assert trig.ready(now=1.0131)
+    assert trig.consume() == 1
+    assert not trig.ready(now=1.0132), "one cycle per frame"
+
+
+def test_a_frame_whose_partner_never_catches_up_runs_after_max_wait() -> None:
+    from vla_eqm_ros.nodes.trigger import ObservationTrigger
+
+    trig = ObservationTrigger("corner", ["/joint_states"], max_wait=0.05)
+    trig.arrived("/joint_states", 0.999, received=1.000)
+    trig.arrived("corner", 1.000, received=1.001)
+    assert not trig.ready(now=1.02)
+    assert trig.ready(now=1.06)
+
+
+def test_frames_coalesced_during_a_cycle_count_as_dropped() -> None:
+    from vla_eqm_ros.nodes.trigger import ObservationTrigger
+
+    trig = ObservationTrigger("corner", [], max_wait=0.05)
+    for i in range(3):
+        trig.arrived("corner", 1.0 + 0.05 * i, received=1.0 + 0.05 * i)
+    assert trig.ready(now=1.1) and trig.consume() == 3  # 2 dropped, the newest is used
+    trig.arrived("corner", 0.5, received=1.2)  # out of order: not new
+    assert not trig.ready(now=1.2)

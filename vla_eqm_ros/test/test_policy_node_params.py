@@ -1,0 +1,95 @@
+"""Live retuning through a separate node's parameter client, the way rqt_reconfigure does it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from policy_node_harness import Harness, build_checkpoint
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+
+SUCCESS = TransitionCallbackReturn.SUCCESS
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return build_checkpoint(tmp_path_factory.mktemp("ckpt") / "debug_eqm")
+
+
+@pytest.fixture(scope="module")
+def running(checkpoint):
+    """One active node for the module: start-up (MiniLM load, warm-up) dominates test time."""
+
+    h = Harness({"checkpoint": str(checkpoint), "execute_steps": 1})
+    assert h.node.trigger_configure() == SUCCESS
+    h.publish_goal("press the button")
+    h.start_stream()
+    assert h.node.trigger_activate() == SUCCESS
+    assert h.wait_for(lambda: len(h.statuses) >= 1)
+    yield h
+    h.close()
+
+
+def set_remote(h: Harness, **values):
+    client = AsyncParameterClient(h.io, "policy_node")
+    assert client.wait_for_services(timeout_sec=20.0)
+    future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+    assert h.wait_for(future.done, timeout=20.0)
+    return future.result().results
+
+
+def test_tau_and_k_max_set_by_a_remote_client_show_up_in_the_next_decoder_status(running):
+    results = set_remote(running, tau=0.5, k_max=7)
+    assert all(r.successful for r in results)
+    assert running.wait_for(
+        lambda: any(s.tau == 0.5 and s.k_max == 7 for s in running.statuses), timeout=5)
+    later = [s for s in running.statuses if s.k_max == 7]
+    assert all(s.iterations <= 7 for s in later)
+    assert running.node.get_parameter("log10_tau").value == pytest.approx(math.log10(0.5))
+
+
+def test_the_log_tau_slider_moves_tau_with_it(running):
+    assert all(r.successful for r in set_remote(running, log10_tau=-2.0))
+    assert running.node.get_parameter("tau").value == pytest.approx(0.01)
+    assert running.wait_for(lambda: any(s.tau == pytest.approx(0.01) for s in running.statuses))
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"tau": 5.0}, "out of range"),
+        ({"k_max": 0}, "out of range"),
+        ({"momentum": 0.999}, "out of range"),
+        ({"warm_start": "sideways"}, "warm_start must be one of"),
+        ({"execution": "eventually"}, "execution must be one of"),
+        ({"execute_steps": 9}, "exceeds the chunk horizon H=8"),
+        ({"decoder": "fm"}, "needs a checkpoint trained for it"),
+        ({"action_low": [-2.0, -1.0, -1.0, -1.0]}, "may only narrow"),
+        ({"action_high": [1.0, 1.0]}, "need 4 values"),
+        ({"checkpoint": "/elsewhere"}, "read-only"),
+        ({"trigger": "observation"}, "read-only"),
+    ],
+)
+def test_bad_values_are_refused_with_a_reason_and_nothing_changes(running, values, reason):
+    before = {k: running.node.get_parameter(k).value if k not in ("action_low", "action_high")
+              else None for k in values}
+    results = set_remote(running, **values)
+    assert not results[0].successful
+    assert reason in results[0].reason
+    for k, v in before.items():
+        if v is not None:
+            assert running.node.get_parameter(k).value == v
+
+
+def test_narrower_action_limits_clamp_the_published_commands(running):
+    assert all(r.successful for r in set_remote(
+        running, action_low=[-0.01] * 4, action_high=[0.01] * 4))
+    import time
+
+    time.sleep(0.3)
+    t = time.monotonic()
+    assert running.wait_for(lambda: len(running.commands_since(t)) >= 5)
+    for msg in running.commands_since(t):
+        assert all(-0.01 <= v <= 0.01 for v in msg.data)

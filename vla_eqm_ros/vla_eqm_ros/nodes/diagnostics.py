@@ -1,0 +1,135 @@
+"""Running statistics of the control loop and their /diagnostics form.
+
+diagnostic_updater is not installable here, so this is the small part of it we need: one status
+per publish with loop rate, cycle and sensor-to-command latency, solver depth and residual, input
+ages, warm-start use, dropped cycles, rejected inputs (count and last reason per topic), safety
+interventions and the chunk boundary jump.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+
+class LoopStats:
+    """Thread-safe counters and windows (last ``window`` samples) for the diagnostics message."""
+
+    def __init__(self, window: int = 200) -> None:
+        self._lock = threading.Lock()
+        self.tick_times: deque[float] = deque(maxlen=window)
+        self.cycle_ms: deque[float] = deque(maxlen=window)
+        self.solve_ms: deque[float] = deque(maxlen=window)
+        self.iterations: deque[int] = deque(maxlen=window)
+        self.boundary_jump: deque[float] = deque(maxlen=window)
+        self.e2e_ms: deque[float] = deque(maxlen=window)  # observation stamp -> command publish
+        self.iterations_last = 0
+        self.warm_used_last = False
+        self.commands = 0
+        self.residual = float("nan")
+        self.warm_used = 0
+        self.solves = 0
+        self.dropped_cycles = 0
+        self.holds = 0
+        self.ages: dict[str, float] = {}
+        self.rejected: Counter[str] = Counter()
+        self.reject_reason: dict[str, str] = {}
+        self.safety: Counter[str] = Counter()
+        self.last_hold_reason = ""
+
+    def tick(self, t: float, cycle_ms: float) -> None:
+        with self._lock:
+            self.tick_times.append(t)
+            self.cycle_ms.append(cycle_ms)
+
+    def solve(self, iterations: int, residual: float, solve_ms: float, warm_used: bool) -> None:
+        with self._lock:
+            self.solves += 1
+            self.iterations.append(iterations)
+            self.solve_ms.append(solve_ms)
+            self.residual = residual
+            self.warm_used += int(warm_used)
+            self.iterations_last = iterations
+            self.warm_used_last = bool(warm_used)
+
+    def command(self, e2e_ms: float | None) -> None:
+        """A policy action went out; ``e2e_ms``: its observation's stamp to now (node clock)."""
+        with self._lock:
+            self.commands += 1
+            if e2e_ms is not None:
+                self.e2e_ms.append(e2e_ms)
+
+    def reject(self, key: str, reason: str = "") -> None:
+        with self._lock:
+            self.rejected[key] += 1
+            self.reject_reason[key] = reason
+
+    def intervene(self, reason: str) -> None:
+        with self._lock:
+            self.safety[reason.split(" in dims")[0].split(";")[0]] += 1
+
+    def hold(self, reason: str) -> None:
+        with self._lock:
+            self.holds += 1
+            self.last_hold_reason = reason
+
+    def drop(self) -> None:
+        with self._lock:
+            self.dropped_cycles += 1
+
+    def jump(self, value: float) -> None:
+        with self._lock:
+            self.boundary_jump.append(value)
+
+    def rate_hz(self) -> float:
+        with self._lock:
+            t = list(self.tick_times)
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+
+    def summary(self) -> dict[str, str]:
+        rate = self.rate_hz()
+        with self._lock:
+            def pct(xs: deque, q: float) -> str:
+                return f"{np.percentile(list(xs), q):.2f}" if xs else "nan"
+
+            out = {
+                "loop_rate_hz": f"{rate:.2f}",
+                "cycle_ms_p50": pct(self.cycle_ms, 50),
+                "cycle_ms_p99": pct(self.cycle_ms, 99),
+                "sensor_to_command_ms_p50": pct(self.e2e_ms, 50),
+                "sensor_to_command_ms_p99": pct(self.e2e_ms, 99),
+                "solve_ms_p50": pct(self.solve_ms, 50),
+                "iterations_p50": pct(self.iterations, 50),
+                "iterations_last": str(self.iterations_last),
+                "residual_last": f"{self.residual:.4g}",
+                "solves": str(self.solves),
+                "commands": str(self.commands),
+                "warm_start_used": str(self.warm_used),
+                "warm_start_used_last": str(self.warm_used_last).lower(),
+                "dropped_cycles": str(self.dropped_cycles),
+                "holds": str(self.holds),
+                "last_hold_reason": self.last_hold_reason,
+                "boundary_jump_p50": pct(self.boundary_jump, 50),
+                "boundary_jump_max": (f"{max(self.boundary_jump):.4g}"
+                                      if self.boundary_jump else "nan"),
+            }
+            out.update({f"age_s[{k}]": f"{v:.3f}" for k, v in self.ages.items()})
+            out.update({f"rejected[{k}]": str(v) for k, v in self.rejected.items()})
+            out.update({f"rejected_reason[{k}]": v for k, v in self.reject_reason.items()})
+            out.update({f"safety[{k}]": str(v) for k, v in self.safety.items()})
+        return out
+
+    def message(self, node_name: str, state: str, stamp, ok: bool) -> DiagnosticArray:
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.OK if ok else DiagnosticStatus.WARN,
+            name=f"{node_name}: policy loop",
+            message=state,
+            hardware_id="vla_eqm_policy",
+        )
+        status.values = [KeyValue(key=k, value=v) for k, v in self.summary().items()]
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = stamp
+        return arr

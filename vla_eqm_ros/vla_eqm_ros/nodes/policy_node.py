@@ -1,0 +1,332 @@
+"""``policy_node``: the EqM VLA policy as a ROS 2 lifecycle node (issue #7).
+
+configure: load the checkpoint (parameter ``checkpoint``; empty = the shipped default), resolve the
+contract, apply the solver parameters, warm the model up, create publishers, subscriptions,
+services, the control timer and (``trigger: observation``) the observation trigger. activate:
+start commanding. deactivate: send the hold command, then stop. cleanup / shutdown: release the
+model. Nothing moves before activation.
+
+This file is the shell: lifecycle, parameters (validated, applied at the start of the next cycle),
+services (``~/enable``, ``~/reset``) and ``/diagnostics``. The per-cycle behaviour (assemble, solve,
+execute, hold, debug outputs) lives in ``cycle.py``; the trigger rule in ``trigger.py``.
+
+Plans of joint-space actions are drawn in rviz without forward kinematics: anchored at the measured
+end-effector pose (``ee_pose_topic``), one curve per joint over the chunk's time (``markers.py``).
+Cartesian plans are drawn as end-effector paths.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.parameter import Parameter
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
+
+from vla_eqm_msgs.msg import ActionChunk, DecoderStatus
+from vla_eqm_ros.contract import Contract
+from vla_eqm_ros.nodes import parameters
+from vla_eqm_ros.nodes.control import ChunkQueue, Plan, SolveWorker
+from vla_eqm_ros.nodes.cycle import ControlCycle
+from vla_eqm_ros.nodes.diagnostics import LoopStats
+from vla_eqm_ros.nodes.lifecycle_base import ManagedNode
+from vla_eqm_ros.nodes.safety import ActionGuard
+from vla_eqm_ros.nodes.sync import InputHub
+from vla_eqm_ros.nodes.trigger import ObservationTrigger
+from vla_eqm_ros.observation import Observation
+
+
+def resolve_contract(cfg: Any, override: str) -> Contract:
+    """Contract YAML parameter > the checkpoint's contract > the conventional default."""
+    if override:
+        return Contract.from_yaml(override)
+    if cfg.contract:
+        return Contract.from_dict(cfg.contract)
+    m = cfg.model
+    return Contract.default_for(
+        cameras=[(c.name, c.height, c.width) for c in m.cameras],
+        state_names=list(cfg.state_names) or [f"state_{i}" for i in range(m.state_dim)],
+        action_names=list(cfg.action_names) or [f"action_{i}" for i in range(m.action_dim)],
+        control_period=cfg.control_period,
+    )
+
+
+def check_compatible(contract: Contract, cfg: Any) -> None:
+    """The contract must feed the model exactly what it was built for."""
+    m = cfg.model
+    problems = []
+    if contract.state_dim != m.state_dim:
+        problems.append(f"contract state_dim {contract.state_dim} != model {m.state_dim}")
+    if contract.action_dim != m.action_dim:
+        problems.append(f"contract action_dim {contract.action_dim} != model {m.action_dim}")
+    model_cams = {c.name: (c.height, c.width) for c in m.cameras}
+    for cam in contract.cameras:
+        if cam.name not in model_cams:
+            problems.append(f"contract camera '{cam.name}' unknown to the model")
+    missing = set(model_cams) - set(contract.camera_names)
+    if missing:
+        problems.append(f"model cameras {sorted(missing)} missing from the contract")
+    if problems:
+        raise ValueError("checkpoint and contract disagree: " + "; ".join(problems))
+
+
+class PolicyNode(ControlCycle, ManagedNode):
+    """Lifecycle shell around ``vla_eqm_ros.policy.Policy``; see the module docstring."""
+
+    def __init__(self, node_name: str = "policy_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._overridden = parameters.declare_all(self)
+        self.add_pre_set_parameters_callback(parameters.sync_tau_pair)
+        self.add_on_set_parameters_callback(self._validate)
+        self.add_post_set_parameters_callback(self._accepted)
+        self._lock = threading.RLock()
+        self._cycle_lock = threading.RLock()  # held by a running cycle
+        self._inputs_group = ReentrantCallbackGroup()
+        self._timer_group = MutuallyExclusiveCallbackGroup()
+        self.stats = LoopStats()
+        self.policy: Any = None
+        self.contract: Contract | None = None
+        self._pending: dict[str, Any] = {}
+        self._active = False
+        self.enabled = False
+        self._reset_pending = False
+        self._epoch = 0
+        self._log_times: dict[str, float] = {}
+        self._trigger: ObservationTrigger | None = None
+        self._trigger_gc: Any = None
+        self._last_cycle_t: float | None = None
+
+    # ------------------------------------------------------------------ parameters
+
+    def _validate(self, params: list[Parameter]):
+        with self._lock:
+            cfg = None if self.policy is None else self.policy.config
+            c_low = None if self.contract is None else np.asarray(self.contract.action.low)
+            c_high = None if self.contract is None else np.asarray(self.contract.action.high)
+        result = parameters.validate(
+            params, None if cfg is None else cfg.model.horizon, c_low, c_high,
+            parameters.snapshot(self))
+        if result.successful and cfg is not None:
+            changes = {p.name: p.value for p in params}
+            reason = parameters.dry_run(cfg, changes)
+            if reason:
+                result.successful, result.reason = False, reason
+        return result
+
+    def _accepted(self, params: list[Parameter]) -> None:
+        with self._lock:
+            self._pending.update({p.name: p.value for p in params})
+
+    def _apply_pending(self) -> None:
+        """Accepted changes take effect here, at the start of a cycle (never mid-solve)."""
+        with self._lock:
+            changes, self._pending = self._pending, {}
+        if not changes or self.policy is None:
+            return
+        solver = {parameters.POLICY_KEYS[k]: v for k, v in changes.items()
+                  if k in parameters.POLICY_KEYS}
+        if solver:
+            self.policy.update_solver(**solver)
+        if "control_rate_hz" in changes:
+            self._timer.timer_period_ns = int(1e9 / changes["control_rate_hz"])
+        if {"action_low", "action_high", "max_action_delta"} & set(changes):
+            self.guard.set_limits(*self._limits(), parameters.read(self, "max_action_delta"))
+
+    def _limits(self) -> tuple[np.ndarray, np.ndarray]:
+        a = self.contract.action
+        low, high = parameters.read(self, "action_low"), parameters.read(self, "action_high")
+        return (np.asarray(low or a.low, float), np.asarray(high or a.high, float))
+
+    def _max_ages(self) -> dict[str, float]:
+        cam, st = parameters.read(self, "camera_max_age"), parameters.read(self, "state_max_age")
+        out = {c.name: cam or c.max_age for c in self.contract.cameras}
+        out.update({s.topic: st or s.max_age for s in self.contract.state})
+        return out
+
+    # ------------------------------------------------------------------ lifecycle hooks
+
+    def on_setup(self) -> None:
+        import torch
+
+        from vla_eqm_ros.policy import Policy
+
+        threads = int(parameters.read(self, "torch_threads"))
+        if threads > 0:
+            torch.set_num_threads(threads)  # process-wide: the node owns its process
+        ckpt = parameters.read(self, "checkpoint") or None
+        self.get_logger().info(f"loading checkpoint {ckpt or '(shipped default)'}")
+        policy = Policy.from_checkpoint(ckpt, device=parameters.read(self, "device"),
+                                        seed=int(parameters.read(self, "seed")))
+        contract = resolve_contract(policy.config, parameters.read(self, "contract"))
+        check_compatible(contract, policy.config)
+        with self._lock:
+            self.policy, self.contract = policy, contract
+        # Unset solver/control parameters take the checkpoint's values; set ones apply to it.
+        ckpt_values = parameters.checkpoint_values(policy.config, contract.control_period)
+        adopt = [Parameter(n, value=v) for n, v in ckpt_values.items()
+                 if n not in self._overridden]
+        results = self.set_parameters(adopt)
+        for p, r in zip(adopt, results, strict=True):
+            if not r.successful:
+                raise ValueError(f"checkpoint value {p.name}={p.value} rejected: {r.reason}")
+        with self._lock:
+            self._pending.update({n: parameters.read(self, n) for n in ckpt_values})
+        mode = parameters.read(self, "output_mode") or contract.action.type
+        self.output_mode = mode
+        low, high = self._limits()
+        self.guard = ActionGuard(low, high, contract.action.hold,
+                                 parameters.read(self, "max_action_delta"))
+        self.queue = ChunkQueue()
+        self.worker = SolveWorker(self._solve)
+        self._warm_up()
+        self._create_entities()
+        self._apply_pending()
+
+    def _warm_up(self) -> None:
+        """One decode on a blank observation so the first real cycle is not the slow one."""
+        c = self.contract
+        obs = Observation(
+            images={cam.name: np.zeros((cam.height, cam.width, 3), np.uint8) for cam in c.cameras},
+            state=np.zeros(c.state_dim, np.float32), goal=c.goal.default or "warm up")
+        t0 = time.perf_counter()
+        self.policy.predict_action_chunk(obs, steps_executed=0)
+        self.policy.reset()
+        self.get_logger().info(f"warm-up decode took {(time.perf_counter() - t0) * 1e3:.0f} ms")
+
+    def _create_entities(self) -> None:
+        c = self.contract
+        topic = parameters.read(self, "command_topic") or c.action.topic
+        msg_type = JointTrajectory if self.output_mode == "joint_trajectory" else Float64MultiArray
+        self.command_pub = self.create_lifecycle_publisher(msg_type, topic, 10)
+        self.debug = bool(parameters.read(self, "publish_debug"))
+        self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, "~/action_chunk", 10)
+        self.status_pub = self.create_lifecycle_publisher(DecoderStatus, "~/decoder_status", 10)
+        self.marker_pub = self.create_lifecycle_publisher(MarkerArray, "~/plan_markers", 10)
+        self.diag_pub = self.create_lifecycle_publisher(
+            DiagnosticArray, parameters.read(self, "diagnostics_topic"), 10)
+        self.hub = InputHub(self, c, self._inputs_group, self._on_reject, self._on_goal,
+                            self._on_input)
+        if parameters.read(self, "trigger") == "observation":
+            names = self.hub.assembler.input_names
+            self._trigger = ObservationTrigger(names[0], names[1:], c.alignment.max_skew)
+            self._trigger_gc = self.create_guard_condition(self._on_observation,
+                                                           self._timer_group)
+        rate = parameters.read(self, "control_rate_hz")
+        self._timer = self.create_timer(1.0 / rate, self._on_timer, self._timer_group)
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics, self._inputs_group)
+        self._node_services = [
+            self.create_service(SetBool, "~/enable", self._srv_enable,
+                                callback_group=self._inputs_group),
+            self.create_service(Trigger, "~/reset", self._srv_reset,
+                                callback_group=self._inputs_group),
+        ]
+
+    def on_start(self) -> None:
+        with self._lock:
+            self.queue.clear()
+            self._tick_index, self._last_cycle_t, self._holding = 0, None, ""
+            self._quiet_since = None
+            if self._trigger is not None:
+                self._trigger.reset()
+            self._next_plan: Plan | None = None
+            self._reset_pending = True
+            self.enabled, self._active = True, True
+
+    def on_stop(self) -> None:
+        with self._lock:
+            self._active = False
+        with self._cycle_lock:  # a running cycle finishes first: the hold is the last command
+            self._publish_hold("deactivated", force=True)
+            self.queue.clear()
+
+    def on_teardown(self) -> None:
+        with self._lock:
+            self._active = False
+        with self._cycle_lock:
+            self._release()
+
+    def _release(self) -> None:
+        if getattr(self, "worker", None) is not None:
+            self.worker.close()
+            self.worker = None
+        for t in ("_timer", "_diag_timer"):
+            if getattr(self, t, None) is not None:
+                self.destroy_timer(getattr(self, t))
+                setattr(self, t, None)
+        if self._trigger_gc is not None:
+            self.destroy_guard_condition(self._trigger_gc)
+        self._trigger, self._trigger_gc = None, None
+        for srv in getattr(self, "_node_services", []):
+            self.destroy_service(srv)
+        self._node_services = []
+        if getattr(self, "hub", None) is not None:
+            self.hub.destroy()
+            self.hub = None
+        for name in ("command_pub", "chunk_pub", "status_pub", "marker_pub", "diag_pub"):
+            if getattr(self, name, None) is not None:
+                self.destroy_lifecycle_publisher(getattr(self, name))
+                setattr(self, name, None)
+        with self._lock:
+            self.policy, self.contract = None, None
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _throttled(self, key: str, text: str, period: float = 2.0) -> None:
+        now = time.monotonic()
+        if now - self._log_times.get(key, -math.inf) >= period:
+            self._log_times[key] = now
+            self.get_logger().warning(text)
+
+    def _on_reject(self, topic: str, reason: str) -> None:
+        self.stats.reject(topic, reason)
+        # throttled per topic and kind of problem, so each distinct reason reaches the log
+        self._throttled(f"reject:{topic}:{reason[:32]}", f"rejected message on {topic}: {reason}")
+
+    def _on_goal(self, goal: str, changed: bool) -> None:
+        if changed:
+            self.get_logger().info(f"new goal: {goal!r}; warm start reset")
+            with self._lock:
+                self._reset_pending = True
+
+    def _srv_enable(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        with self._cycle_lock:  # after a running cycle: the hold is the last command
+            with self._lock:
+                self.enabled = bool(req.data)
+            if not req.data:
+                self._publish_hold("disabled by service", force=True)
+        resp.success, resp.message = True, "enabled" if req.data else "disabled: holding"
+        return resp
+
+    def _srv_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            self._reset_pending = True
+        resp.success, resp.message = True, "warm start and action queue reset"
+        return resp
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def _publish_diagnostics(self) -> None:
+        if getattr(self, "diag_pub", None) is None:
+            return
+        state = ("active" if self._active else "inactive") + ("" if self.enabled else ", disabled")
+        if getattr(self, "_holding", ""):
+            state += f", holding: {self._holding}"
+        ok = self._active and self.enabled and not getattr(self, "_holding", "")
+        self.diag_pub.publish(self.stats.message(self.get_name(), state,
+                                                 self.get_clock().now().to_msg(), ok))
+
+
+def main(args: list[str] | None = None) -> None:
+    """``ros2 run vla_eqm_ros policy_node``: the node alone, configured/activated from outside."""
+    from vla_eqm_ros.nodes.bringup import run_nodes
+
+    run_nodes(args, autostart=None)
+
