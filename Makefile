@@ -3,6 +3,7 @@
 SHELL := /bin/bash
 ENV := source scripts/dev_env.sh &&
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: setup demo test lint colcon bench clean
 
@@ -10,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@$(ENV) python scripts/demo.py
+	@$(ENV) python scripts/demo.py $(DEMO_ARGS)
 
 test: setup
 	@$(ENV) bash scripts/test.sh $(PYTEST_ARGS)

@@ -1,9 +1,9 @@
 """`vla-eqm`: one command line for the whole stack.
 
 Each subcommand lives in the module that owns the work and exposes two functions,
-``add_arguments(parser)`` and ``run(args) -> int``. This file only routes, and imports a subcommand's
-module lazily so that `vla-eqm --help` stays fast and a missing optional dependency of one
-subcommand cannot break the others.
+``add_arguments(parser)`` and ``run(args) -> int``. This file only routes, and imports a
+subcommand's module lazily so that `vla-eqm --help` stays fast and a missing optional dependency
+of one subcommand cannot break the others.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vla_eqm_train.train_cli", "train an EqM or FM checkpoint"),
     "eval-sim": ("vla_eqm_train.eval_sim", "closed-loop evaluation against the sim bridge"),
     "eval-bag": ("vla_eqm_train.eval_bag", "replay rosbag2 files through a checkpoint and report"),
+    "demo": ("vla_eqm_train.demo", "closed-loop EqM demo: sim bridge + policy node over ROS 2"),
 }
 
 
