@@ -19,10 +19,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
-from vla_eqm_sim.nodes.sim_bridge import SimBridge
 
 from vla_eqm_msgs.msg import ActionChunk, EpisodeStatus
 from vla_eqm_msgs.srv import ResetEpisode
+from vla_eqm_sim.nodes.sim_bridge import SimBridge
 
 TEST_CAMERAS = ["corner", "gripperPOV"]
 TEST_IMAGE_SIZE = 64

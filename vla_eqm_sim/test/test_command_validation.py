@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from vla_eqm_sim.commands import (
     CommandLimits,
     CommandRejected,

@@ -6,6 +6,7 @@ import mujoco
 import numpy as np
 import pytest
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
 from vla_eqm_sim.backend import SimBackend, make_backend
 from vla_eqm_sim.experts import ScriptedExpert, expert_tasks
 from vla_eqm_sim.instructions import INSTRUCTIONS, instruction_for

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
+
 from vla_eqm_sim.bag_types import make_typestore
 from vla_eqm_sim.bag_writer import EPISODE_INFO_TOPIC, METADATA_KEY, sidecar_path
 from vla_eqm_train.cli import main as vla_eqm

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sim_bridge_harness import TEST_CAMERAS, TEST_IMAGE_SIZE, BridgeHarness
-from vla_eqm_sim.metaworld_backend import SAWYER_JOINTS
-from vla_eqm_sim.nodes.sim_bridge import SIM_TIME_ORIGIN_NS
 
 from vla_eqm_msgs.msg import ActionChunk
+from vla_eqm_sim.metaworld_backend import SAWYER_JOINTS
+from vla_eqm_sim.nodes.sim_bridge import SIM_TIME_ORIGIN_NS
 
 DT_NS = 12_500_000  # one Meta-World step
 
@@ -200,6 +200,7 @@ def test_the_shipped_yaml_sets_every_parameter_the_node_declares():
     from pathlib import Path
 
     import yaml
+
     from vla_eqm_sim.nodes.bridge_params import _TABLE
 
     path = Path(__file__).resolve().parents[1] / "config" / "sim_bridge.yaml"

@@ -79,6 +79,21 @@ def reorder_columns(names: Sequence[str], spec: ActionSpec) -> list[int] | None:
     return [names.index(n) for n in spec.names]
 
 
+def clamped_dimensions(rows: np.ndarray, spec: ActionSpec) -> dict[str, float]:
+    """Dimensions with a value outside the bounds -> the worst such value (finite rows only).
+
+    For joint commands the bounds are the joint limits: the bridge clamps and warns, as a
+    trajectory controller would refuse to drive a joint through its limit.
+    """
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, spec.dim)
+    excess = np.maximum(rows - spec.high, spec.low - rows)  # (rows, dim), > 0 outside
+    out = {}
+    for col in np.flatnonzero((excess > 0).any(axis=0)):
+        row = int(np.argmax(excess[:, col]))
+        out[spec.names[col]] = float(rows[row, col])
+    return out
+
+
 def _check_values(actions: np.ndarray, spec: ActionSpec, limits: CommandLimits) -> np.ndarray:
     # actions: (rows, dim)
     if np.isnan(actions).any():

@@ -8,6 +8,10 @@ Facts this file relies on (measured here, Meta-World 3.1.1):
   gripper effort. One env step is 12.5 ms of sim time.
 - The arm joints ``right_j0..right_j6`` are dragged by a mocap weld; ``r_close``/``l_close`` are the
   fingers. The JointState therefore carries the Sawyer's real joint names.
+
+``control_mode="joint"`` runs the same tasks on the edited model of ``sawyer_joint.py`` (weld off,
+position servos on the arm joints): the action is seven joint targets in rad, clamped to the joint
+limits, plus the gripper effort.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from vla_eqm_sim.backend import ActionSpec, EpisodeId, SimBackend, StepResult
 from vla_eqm_sim.instructions import instruction_for
 from vla_eqm_sim.rendering import CameraRenderer
+from vla_eqm_sim.sawyer_joint import ARM_JOINTS, joint_env_class, joint_task_state
 
 SAWYER_JOINTS = [f"right_j{i}" for i in range(7)] + ["r_close", "l_close"]
 CARTESIAN_SPEC = ActionSpec(
@@ -28,6 +33,18 @@ CARTESIAN_SPEC = ActionSpec(
     control_mode="cartesian",
     units="dx,dy,dz: 1 = 1 cm mocap-target delta per step; gripper: effort, +1 closes",
 )
+
+
+def joint_action_spec(model) -> ActionSpec:
+    """Seven arm joint targets (rad, bounded by the model's joint limits) plus the gripper."""
+    ranges = np.array([model.joint(j).range for j in ARM_JOINTS], dtype=np.float64)  # (7, 2)
+    return ActionSpec(
+        names=(*ARM_JOINTS, "gripper"),
+        low=np.append(ranges[:, 0], -1.0),
+        high=np.append(ranges[:, 1], 1.0),
+        control_mode="joint",
+        units="right_j0..6: position target, rad; gripper: effort, +1 closes",
+    )
 
 
 class MetaWorldBackend(SimBackend):
@@ -46,8 +63,9 @@ class MetaWorldBackend(SimBackend):
         end_on_success: bool = True,
         control_mode: str = "cartesian",
     ) -> None:
-        if control_mode != "cartesian":
-            raise ValueError(f"control_mode {control_mode!r} is not implemented yet (cartesian)")
+        if control_mode not in ("cartesian", "joint"):
+            raise ValueError(f"control_mode {control_mode!r} not in ('cartesian', 'joint')")
+        self.control_mode = control_mode
         self.action_spec = CARTESIAN_SPEC
         self._max_steps_request = int(max_steps)
         self.end_on_success = bool(end_on_success)
@@ -70,8 +88,11 @@ class MetaWorldBackend(SimBackend):
             raise ValueError(f"variation {variation} out of range [0, {len(tasks)}) for {task}")
         env = self._envs.get(task)
         if env is None:
-            env = ALL_V3_ENVIRONMENTS[task]()
+            joint = self.control_mode == "joint"
+            env = joint_env_class(task)() if joint else ALL_V3_ENVIRONMENTS[task]()
             self._envs[task] = env
+            if joint:
+                self.action_spec = joint_action_spec(env.model)
         env.set_task(tasks[int(variation)])
         state, _ = env.reset()
         self._env = env
@@ -81,6 +102,8 @@ class MetaWorldBackend(SimBackend):
         self._success = False
         self._done = False
         self._last_action = np.zeros(self.action_spec.dim)
+        if self.control_mode == "joint":  # hold = the posture the reset reached
+            self._last_action[:7] = env.arm_target
         self.dt = float(env.dt)
 
     def _variations(self, task: str, seed: int) -> list:
@@ -98,7 +121,12 @@ class MetaWorldBackend(SimBackend):
             raise RuntimeError("episode is done; reset before stepping")
         action = np.clip(action, self.action_spec.low, self.action_spec.high)
         self._last_action = action
-        state, reward, _, truncated, info = self._env.step(action.astype(np.float32))
+        if self.control_mode == "joint":
+            self._env.arm_target = action[:7].copy()
+            env_action = np.array([0.0, 0.0, 0.0, action[7]])  # Meta-World's step: gripper only
+        else:
+            env_action = action
+        state, reward, _, truncated, info = self._env.step(env_action.astype(np.float32))
         self._state = np.asarray(state, dtype=np.float64)
         self._steps += 1
         self._success = self._success or bool(info.get("success", 0.0))
@@ -108,6 +136,8 @@ class MetaWorldBackend(SimBackend):
         return StepResult(float(reward), self._success, self._done, truncated, numeric)
 
     def hold_action(self) -> np.ndarray:
+        if self.control_mode == "joint":  # the last joint targets and gripper effort
+            return self._last_action.copy()
         # Zero Cartesian delta keeps the mocap target; the gripper keeps its last effort.
         hold = np.zeros(self.action_spec.dim)
         hold[3] = self._last_action[3]
@@ -173,6 +203,10 @@ class MetaWorldBackend(SimBackend):
         return position, np.array([x, y, z, w], dtype=np.float64)
 
     def task_state(self) -> np.ndarray:
+        """Meta-World's 39-D observation; in joint mode followed by the joint positions and the
+        step (``sawyer_joint.joint_task_state``), which a joint-space expert's IK needs."""
+        if self.control_mode == "joint":
+            return joint_task_state(self._state, self.joint_positions(), self._steps)
         return self._state.copy()
 
     def physics_state(self) -> np.ndarray:

@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cameras to record (comma or space separated)")
     parser.add_argument("--image-size", type=int, default=96, help="square image side, pixels")
     parser.add_argument("--max-steps", type=int, default=500, help="episode step limit (<= 500)")
-    parser.add_argument("--control", choices=["cartesian"], default="cartesian",
-                        help="action space (joint-space control comes later)")
+    parser.add_argument("--control", choices=["cartesian", "joint"], default="cartesian",
+                        help="action space: cartesian mocap deltas, or joint (7 joint position "
+                             "targets + gripper; the expert runs through differential IK)")
     parser.add_argument("--success-only", action="store_true",
                         help="put failed episodes under OUT/failed/ (still labelled)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing bags")

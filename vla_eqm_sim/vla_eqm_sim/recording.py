@@ -81,7 +81,10 @@ class RecordingSession:
                     Parameter("reliable_images", value=True),
                 ],
             )
-            self.expert = ExpertNode(context=self.context)
+            self.expert = ExpertNode(
+                context=self.context,
+                parameter_overrides=[Parameter("control_mode", value=control_mode)],
+            )
             self.recorder = RecorderNode(self.cameras, context=self.context)
             self._reset_client = self.recorder.create_client(ResetEpisode, "/sim/reset")
             self.executor = SingleThreadedExecutor(context=self.context)
@@ -151,7 +154,8 @@ class RecordingSession:
             "cameras": self.cameras,
             "image_size": self.image_size,
             "backend": self.bridge.params.backend,
-            "expert": "metaworld.policies scripted expert",
+            "expert": "metaworld.policies scripted expert"
+            + (" through damped-least-squares IK" if self.control_mode == "joint" else ""),
             "clock_mode": "lockstep",
             "complete": complete,
             "topics": sorted({m.topic for m in messages}),

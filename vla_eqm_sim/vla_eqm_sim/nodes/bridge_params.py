@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
+from vla_eqm_sim.backend import CONTROL_MODES
+
 CLOCK_MODES = ("realtime", "lockstep")
 
 
@@ -56,7 +58,9 @@ _TABLE: dict[str, tuple] = {
     ),
     "clock_mode": ("realtime", "realtime | lockstep (one step per command, publishes /clock)",
                    True, None, None),
-    "control_mode": ("cartesian", "action space: cartesian (joint comes later)", True, None, None),
+    "control_mode": ("cartesian", "action space: cartesian (mocap deltas) | joint (7 joint "
+                     "position targets + gripper; JointTrajectory executed at its timestamps)",
+                     True, None, None),
     "max_steps": (500, "episode step limit (Meta-World caps at 500)", True, (1, 500), None),
     "end_on_success": (True, "episode is done once success is latched", True, None, None),
     "max_abs_action": (10.0, "reject commands with any |value| above this (absurd magnitude)",
@@ -82,6 +86,8 @@ def declare_bridge_params(node: Node) -> BridgeParams:
     params = BridgeParams(**values)
     if params.clock_mode not in CLOCK_MODES:
         raise ValueError(f"clock_mode {params.clock_mode!r} not in {CLOCK_MODES}")
+    if params.control_mode not in CONTROL_MODES:
+        raise ValueError(f"control_mode {params.control_mode!r} not in {CONTROL_MODES}")
     if not params.cameras:
         raise ValueError("cameras must name at least one camera")
     return params

@@ -4,6 +4,10 @@ It answers every privileged state message (``sim/task_state``, published by the 
 per step) with one command on ``command``. In lockstep mode that is exactly one step per
 observation, so a recording is deterministic; in realtime mode the newest command wins each tick.
 The task comes from the state message's dimension label, so switching tasks by reset just works.
+
+``control_mode:=joint`` (read-only, must match the bridge's) drives the same experts through
+differential IK (``JointSpaceExpert``): the commands are seven joint targets plus the gripper, and
+the state message carries the joints and the step as well (``sawyer_joint.joint_task_state``).
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 
+from vla_eqm_sim.backend import CONTROL_MODES
 from vla_eqm_sim.experts import ScriptedExpert
+from vla_eqm_sim.joint_expert import JointSpaceExpert
 from vla_eqm_sim.nodes.messages import command_msg
 
 
 class ExpertNode(Node):
-    """Publishes ``ScriptedExpert.act(state)`` for each task state it receives."""
+    """Publishes ``ScriptedExpert.act(state)`` (or ``JointSpaceExpert.act``) per task state."""
 
     def __init__(self, **node_kwargs) -> None:
         super().__init__("expert_node", **node_kwargs)
@@ -32,8 +38,18 @@ class ExpertNode(Node):
             True,
             ParameterDescriptor(description="publish commands (false: listen only)"),
         )
+        self.control_mode = self.declare_parameter(
+            "control_mode",
+            "cartesian",
+            ParameterDescriptor(
+                description="cartesian | joint (IK to joint targets); match the sim bridge",
+                read_only=True,
+            ),
+        ).value
+        if self.control_mode not in CONTROL_MODES:
+            raise ValueError(f"control_mode {self.control_mode!r} not in {CONTROL_MODES}")
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self._experts: dict[str, ScriptedExpert] = {}
+        self._experts: dict[str, ScriptedExpert | JointSpaceExpert] = {}
         self._pub = self.create_publisher(Float64MultiArray, "command", qos)
         self.create_subscription(Float64MultiArray, "sim/task_state", self._on_state, qos)
         self.commands_sent = 0
@@ -48,7 +64,8 @@ class ExpertNode(Node):
         task = msg.layout.dim[0].label if msg.layout.dim else ""
         try:
             expert = self._experts.get(task) or self._experts.setdefault(
-                task, ScriptedExpert(task)
+                task, JointSpaceExpert(task) if self.control_mode == "joint"
+                else ScriptedExpert(task)
             )
             action = expert.act(np.asarray(msg.data, dtype=np.float64))
         except Exception as err:  # a malformed state must not kill the node

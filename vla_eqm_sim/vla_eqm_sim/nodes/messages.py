@@ -20,6 +20,11 @@ def stamp_from_ns(ns: int) -> Time:
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
 
+def duration_seconds(duration) -> float:
+    """builtin_interfaces/Duration -> seconds."""
+    return int(duration.sec) + int(duration.nanosec) * 1e-9
+
+
 def camera_frame_id(camera: str) -> str:
     """One optical frame per camera, following REP 103's ``*_optical_frame`` convention."""
     return f"{camera}_optical_frame"

@@ -40,12 +40,14 @@ from vla_eqm_sim.backend import SimBackend, StepResult, make_backend
 from vla_eqm_sim.commands import (
     CommandLimits,
     CommandRejected,
+    clamped_dimensions,
     reorder_columns,
     validate_action,
     validate_chunk,
 )
 from vla_eqm_sim.nodes import messages
 from vla_eqm_sim.nodes.bridge_params import BridgeParams, declare_bridge_params
+from vla_eqm_sim.trajectory import TrajectoryPoints, sample_trajectory
 
 SIM_TIME_ORIGIN_NS = 1_000_000_000  # sim time starts at 1 s: 0 means "no time yet" to ROS
 
@@ -76,6 +78,8 @@ class SimBridge(Node):
         self._queue: collections.deque[np.ndarray] = collections.deque()  # chunk rows to execute
         self.rejections: collections.Counter[str] = collections.Counter()
         self.last_rejection = ""
+        self.clamps: collections.Counter[str] = collections.Counter()  # joint-limit clamps
+        self.last_clamp = ""
         self.timings: dict[str, collections.deque[float]] = {
             k: collections.deque(maxlen=2000) for k in ("step_ms", "render_ms", "publish_ms")
         }
@@ -155,42 +159,100 @@ class SimBridge(Node):
             throttle_duration_sec=1.0,
         )
 
+    def _warn_clamped(self, source: str, rows: np.ndarray) -> None:
+        """Joint targets beyond the joint limits are clamped (by validation); say so."""
+        spec = self.backend.action_spec
+        if spec.control_mode != "joint":
+            return  # Cartesian actions saturate at +-1 by design: clipping is not news
+        clamped = clamped_dimensions(rows, spec)
+        if not clamped:
+            return
+        self.clamps[source] += 1
+        detail = ", ".join(
+            f"{name}={value:.4g} to [{spec.low[spec.names.index(name)]:.4g}, "
+            f"{spec.high[spec.names.index(name)]:.4g}]"
+            for name, value in clamped.items()
+        )
+        self.last_clamp = f"{source}: {detail}"
+        self.get_logger().warning(
+            f"clamped {source} targets to the joint limits: {detail}", throttle_duration_sec=1.0
+        )
+
     def _on_command(self, msg: Float64MultiArray) -> None:
         try:
             action = validate_action(msg.data, self.backend.action_spec, self.limits)
         except CommandRejected as err:
             self._reject("command", str(err))
             return
+        self._warn_clamped("command", np.asarray(msg.data, dtype=np.float64))
         self._accept([action], "command")
+
+    @staticmethod
+    def _spec_order(values, rows: int, dim: int, order: list[int] | None) -> np.ndarray:
+        """Flat message values -> flat values in action-spec column order, so that validation
+        clips each column to its own bounds (joint limits differ per joint)."""
+        flat = np.asarray(values, dtype=np.float64).reshape(-1)
+        if order is None or rows < 1 or flat.size != rows * dim:
+            return flat  # validation reports the wrong length
+        return flat.reshape(rows, dim)[:, order].reshape(-1)
 
     def _on_action_chunk(self, msg: ActionChunk) -> None:
         try:
             spec = self.backend.action_spec
             if msg.action_dim != spec.dim:
                 raise CommandRejected(f"action_dim {msg.action_dim} != {spec.dim}")
-            rows = validate_chunk(msg.data, int(msg.horizon), spec, self.limits)
             order = reorder_columns(msg.action_names, spec)
-            if order is not None:
-                rows = rows[:, order]
+            values = self._spec_order(msg.data, int(msg.horizon), spec.dim, order)
+            rows = validate_chunk(values, int(msg.horizon), spec, self.limits)
             if msg.first_step >= msg.horizon:
                 raise CommandRejected(f"first_step {msg.first_step} >= horizon {msg.horizon}")
         except (CommandRejected, ValueError) as err:
             self._reject("chunk", str(err))
             return
+        self._warn_clamped("chunk", values)
         self._accept(list(rows[msg.first_step :]), "chunk")
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
+        spec = self.backend.action_spec
         try:
-            spec = self.backend.action_spec
             order = reorder_columns(msg.joint_names, spec)
-            values = [v for pt in msg.points for v in pt.positions]
+            values = self._spec_order(
+                [v for pt in msg.points for v in pt.positions], len(msg.points), spec.dim, order
+            )
             rows = validate_chunk(values, len(msg.points), spec, self.limits)
-            if order is not None:
-                rows = rows[:, order]
+            if spec.control_mode == "joint":  # timed waypoints: interpolate at the tick rate
+                rows = self._sample_trajectory(msg, rows, order)
         except (CommandRejected, ValueError) as err:
             self._reject("trajectory", str(err))
             return
+        self._warn_clamped("trajectory", values)
         self._accept(list(rows), "trajectory")
+
+    def _sample_trajectory(
+        self, msg: JointTrajectory, positions: np.ndarray, order: list[int] | None
+    ) -> np.ndarray:
+        """Joint mode: the (clamped) waypoints at their ``time_from_start``, sampled once per
+        tick from the target in force now, as a joint_trajectory_controller executes them."""
+        times = np.array([messages.duration_seconds(pt.time_from_start) for pt in msg.points])
+        counts = {len(pt.velocities) for pt in msg.points}
+        velocities = None
+        if counts != {0}:
+            if counts != {self.backend.action_spec.dim}:
+                raise CommandRejected("velocities must be given for every point or for none")
+            velocities = np.array([list(pt.velocities) for pt in msg.points], dtype=np.float64)
+            if not np.all(np.isfinite(velocities)):
+                raise CommandRejected("non-finite velocity in the trajectory")
+            if order is not None:
+                velocities = velocities[:, order]
+        points = TrajectoryPoints(times, positions, velocities)  # ValueError: bad times
+        # Lockstep: ROS time is sim time (/clock), one tick = dt; realtime: one timer period.
+        period = self.backend.dt if self.lockstep else 1.0 / self.params.control_rate_hz
+        if times[-1] / period > self.limits.max_chunk_rows:
+            raise CommandRejected(
+                f"trajectory too long: {times[-1]:.3g} s is more than "
+                f"{self.limits.max_chunk_rows} ticks of {period:.4g} s"
+            )
+        return sample_trajectory(points, self.backend.hold_action(), period)
 
     def _accept(self, actions: list[np.ndarray], source: str) -> None:
         if self.backend.done:
