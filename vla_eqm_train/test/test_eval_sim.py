@@ -1,0 +1,54 @@
+"""eval-sim's planning, aggregation and override handling (the closed loop itself runs in
+test_end_to_end.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from vla_eqm_ros.config import get_preset
+from vla_eqm_train.eval_sim import _apply_overrides, add_arguments, aggregate, overrides_of, plan
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_the_plan_uses_held_out_variation_sets_and_moves_to_the_next_set_after_fifty():
+    episodes = plan(["a", "b"], 52, seed=1000)
+    assert episodes[0] == ["a", 0, 1000] and episodes[49] == ["a", 49, 1000]
+    assert episodes[50] == ["a", 0, 1001]  # never repeats a start state
+    assert len(episodes) == 104 and episodes[52] == ["b", 0, 1000]
+
+
+def test_the_report_holds_per_task_success_iterations_and_latency_and_the_mean_over_tasks():
+    recs = [
+        {"task": "a", "success": True, "steps": 40, "iterations": [3, 5], "decode_ms": [2.0, 4.0]},
+        {"task": "a", "success": False, "steps": 200, "iterations": [7], "decode_ms": [6.0]},
+        {"task": "b", "success": True, "steps": 30, "iterations": [1], "decode_ms": [1.0]},
+    ]
+    report = aggregate(recs, ["a", "b"])
+    assert report["tasks"]["a"]["success_rate"] == 0.5
+    assert report["tasks"]["a"]["episodes"] == 2
+    assert report["tasks"]["a"]["iters_p50"] == 5.0
+    assert report["tasks"]["a"]["decode_ms_p50"] == 4.0
+    assert report["tasks"]["b"]["success_rate"] == 1.0
+    assert report["mean_success"] == 0.75
+
+
+def test_command_line_decoder_overrides_reach_the_config_and_bad_values_are_refused():
+    args = _args("--tau", "0.05", "--k-max", "7", "--warm-start", "copy", "--fm-steps", "4",
+                 "--execute-steps", "2", "--warm-start-tail", "noise")
+    changes = overrides_of(args)
+    cfg = _apply_overrides(get_preset("default"), changes)
+    assert (cfg.solver.tau, cfg.solver.k_max, cfg.fm.steps, cfg.execute_steps) == (0.05, 7, 4, 2)
+    assert (cfg.warm_start.mode, cfg.warm_start.tail) == ("copy", "noise")
+    with pytest.raises(ValueError, match="tau"):
+        _apply_overrides(get_preset("default"), overrides_of(_args("--tau", "-1")))
+
+
+def test_no_overrides_means_the_checkpoints_own_settings():
+    assert overrides_of(_args()) == {}

@@ -1,0 +1,44 @@
+"""The shipped default checkpoints load, and describe a language-conditioned multi-task policy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vla_eqm_ros.checkpoint import load_config
+from vla_eqm_ros.observation import Observation
+from vla_eqm_ros.policy import DEFAULT_CHECKPOINT, Policy
+
+FM = DEFAULT_CHECKPOINT.parent / "default_fm"
+
+
+def test_the_default_checkpoint_resolves_and_decodes_an_observation():
+    policy = Policy.from_checkpoint(None, seed=0)
+    cfg = policy.config
+    assert cfg.decoder == "eqm"
+    obs = Observation(
+        images={c.name: np.zeros((c.height, c.width, 3), np.uint8) for c in cfg.model.cameras},
+        state=np.zeros(cfg.model.state_dim, np.float32), goal="open the drawer")
+    chunk, rec = policy.predict_action_chunk(obs)
+    assert chunk.shape == (cfg.model.horizon, cfg.model.action_dim)
+    assert np.all(np.isfinite(chunk)) and 1 <= rec.iterations <= cfg.solver.k_max
+
+
+def test_the_default_policy_covers_five_tasks_including_pick_and_place():
+    tasks = load_config(DEFAULT_CHECKPOINT).provenance["dataset_tasks"]
+    assert len(tasks) >= 5 and "pick-place-v3" in tasks
+
+
+def test_the_fm_twin_was_trained_on_the_same_data_with_the_same_budget():
+    eqm, fm = load_config(DEFAULT_CHECKPOINT), load_config(FM)
+    assert fm.decoder == "fm"
+    assert fm.provenance["dataset_hash"] == eqm.provenance["dataset_hash"]
+    same = ("steps", "batch_size", "repeats", "lr", "model", "seed")
+    assert {k: fm.provenance["train_config"][k] for k in same} == {
+        k: eqm.provenance["train_config"][k] for k in same}
+    assert Policy.from_checkpoint(FM).config.model == eqm.model
+
+
+def test_the_shipped_checkpoints_are_a_few_megabytes():
+    for d in (DEFAULT_CHECKPOINT, FM):
+        size = (d / "model.safetensors").stat().st_size
+        assert 100_000 < size < 20_000_000

@@ -1,0 +1,278 @@
+"""``vla-eqm eval-sim``: closed-loop success of a checkpoint against the sim bridge, in lockstep.
+
+Episodes run on held-out variations: Meta-World variation sets are drawn per seed
+(``metaworld.MT1(task, seed=S)``), the shipped demos come from seed 0, and evaluation uses seed
+1000 by default, so no evaluated start state was ever demonstrated. Episodes are spread over
+``--workers`` processes (``eval_worker``), each with its own sim bridge, policy client and private
+``ROS_DOMAIN_ID``; DDS stays on loopback. The JSON report holds ``mean_success`` (mean over tasks)
+and, per task, ``success_rate``, ``episodes``, ``iters_p50`` and ``decode_ms_p50``, plus the
+decoder settings used (after command-line overrides). ``--expert`` scores Meta-World's scripted
+expert on the same episodes instead: the reference row of the success table.
+
+Without ``--checkpoint`` and ``--tasks`` it evaluates the shipped default checkpoint on the tasks
+it was trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_HELD_OUT_SEED = 1000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint directory (default: the shipped default_eqm)")
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="Meta-World tasks, comma or space separated (default: the "
+                             "checkpoint's training tasks)")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per task")
+    parser.add_argument("--seed", type=int, default=DEFAULT_HELD_OUT_SEED,
+                        help="variation-set seed (held out: demos use seed 0)")
+    parser.add_argument("--variation-start", type=int, default=0, help="first variation index")
+    parser.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    parser.add_argument("--max-steps", type=int, default=200,
+                        help="episode step limit (the demos finish in <= 80 steps)")
+    parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--expert", action="store_true",
+                        help="score the scripted expert on the same episodes (needs --tasks; "
+                             "the bridge publishes what --contract names)")
+    parser.add_argument("--contract", type=Path, default=None,
+                        help="--expert only: contract for the bridge's cameras (default: the "
+                             "Meta-World contract of vla_eqm_train)")
+    parser.add_argument("--policy-seed", type=int, default=0, help="seed of the decoder noise")
+    parser.add_argument("--domain-base", type=int, default=None,
+                        help="worker k uses ROS_DOMAIN_ID base+k (default: from ROS_DOMAIN_ID)")
+    g = parser.add_argument_group("decoder overrides")
+    g.add_argument("--tau", type=float, help="EqM residual threshold")
+    g.add_argument("--k-max", type=int, help="EqM iteration cap")
+    g.add_argument("--step-size", type=float, help="EqM step size eta")
+    g.add_argument("--momentum", type=float, help="EqM Nesterov momentum mu")
+    g.add_argument("--deadline-ms", type=float, help="EqM wall-clock deadline per decode")
+    g.add_argument("--warm-start", choices=["none", "copy", "shifted"], help="warm-start mode")
+    g.add_argument("--warm-start-fraction", type=float, help="share of H reused")
+    g.add_argument("--warm-start-tail", choices=["noise", "hold"], help="warm-start tail")
+    g.add_argument("--fm-steps", type=int, help="FM Euler steps")
+    g.add_argument("--execute-steps", type=int, help="actions executed per decode")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+_OVERRIDES = ("tau", "k_max", "step_size", "momentum", "deadline_ms", "warm_start",
+              "warm_start_fraction", "warm_start_tail", "fm_steps", "execute_steps")
+
+
+def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k, None) is not None}
+
+
+def plan(tasks: list[str], episodes: int, seed: int, variation_start: int = 0
+         ) -> list[list[Any]]:
+    """[task, variation, seed] per episode; past 50 variations the next seed's set is used."""
+    out = []
+    for task in tasks:
+        for i in range(episodes):
+            v = variation_start + i
+            out.append([task, v % 50, seed + v // 50])
+    return out
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def aggregate(records: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
+    """Per-task success and decoder statistics, and the mean success over tasks."""
+    per_task = {}
+    for task in tasks:
+        rs = [r for r in records if r["task"] == task]
+        iters = [i for r in rs for i in r["iterations"]]
+        ms = [m for r in rs for m in r["decode_ms"]]
+        per_task[task] = {
+            "success_rate": float(np.mean([r["success"] for r in rs])) if rs else 0.0,
+            "episodes": len(rs),
+            "successes": int(sum(r["success"] for r in rs)),
+            "iters_p50": _percentile(iters, 50),
+            "decode_ms_p50": _percentile(ms, 50),
+            "decode_ms_p95": _percentile(ms, 95),
+            "steps_p50": _percentile([r["steps"] for r in rs], 50),
+            "errors": [r["error"] for r in rs if r.get("error")],
+        }
+    rates = [v["success_rate"] for v in per_task.values()]
+    return {"mean_success": float(np.mean(rates)) if rates else 0.0, "tasks": per_task}
+
+
+def decoder_settings(config: Any) -> dict[str, Any]:
+    """The settings a report must carry to be reproducible."""
+    return {"decoder": config.decoder, "tau": config.solver.tau, "k_max": config.solver.k_max,
+            "step_size": config.solver.step_size, "momentum": config.solver.momentum,
+            "deadline_ms": config.solver.deadline_ms, "warm_start": config.warm_start.mode,
+            "warm_start_fraction": config.warm_start.fraction,
+            "warm_start_tail": config.warm_start.tail, "fm_steps": config.fm.steps,
+            "execute_steps": config.execute_steps, "horizon": config.model.horizon}
+
+
+def _worker_env(domain: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+                "MUJOCO_GL": env.get("MUJOCO_GL", "osmesa"),
+                "PYOPENGL_PLATFORM": env.get("PYOPENGL_PLATFORM", "osmesa"),
+                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                "OMP_NUM_THREADS": "1"})
+    return env
+
+
+def run_workers(specs: list[dict[str, Any]], domain_base: int, progress: bool
+                ) -> list[dict[str, Any]]:
+    """Start one process per spec, collect their per-episode JSON lines."""
+    from tqdm import tqdm
+
+    total = sum(len(s["episodes"]) for s in specs)
+    bar = tqdm(total=total, desc="eval-sim", unit="ep", disable=not progress, file=sys.stderr)
+    records: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="vla_eqm_eval_") as tmp:
+        for k, spec in enumerate(specs):
+            path = Path(tmp) / f"worker{k}.json"
+            path.write_text(json.dumps(spec))
+            domain = 1 + (domain_base + k) % 200
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "vla_eqm_train.eval_worker", str(path)],
+                stdout=subprocess.PIPE, text=True, env=_worker_env(domain)))
+
+        def reader(proc: subprocess.Popen) -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.strip()
+                if not line.startswith("{"):
+                    continue
+                rec = json.loads(line)
+                with lock:
+                    records.append(rec)
+                    ok = sum(r["success"] for r in records)
+                    bar.update(1)
+                    bar.set_postfix(success=f"{ok}/{len(records)}")
+
+        threads = [threading.Thread(target=reader, args=(p,), daemon=True) for p in procs]
+        for t in threads:
+            t.start()
+        codes = [p.wait() for p in procs]
+        for t in threads:
+            t.join()
+    bar.close()
+    failed = [k for k, c in enumerate(codes) if c != 0]
+    if failed:
+        print(f"warning: worker(s) {failed} exited with codes {[codes[k] for k in failed]}",
+              file=sys.stderr)
+    return records
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Plan, run and aggregate an evaluation; returns the report."""
+    from vla_eqm_ros.checkpoint import load_config
+    from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint is not None else DEFAULT_CHECKPOINT
+    overrides = overrides_of(args)
+    if args.expert and args.checkpoint is None:
+        from vla_eqm_ros.contract import Contract
+        from vla_eqm_train.dataset_cli import DEFAULT_CONTRACT
+
+        if not args.tasks:
+            raise ValueError("--expert needs --tasks (or a --checkpoint to take them from)")
+        config = None
+        contract = Contract.from_yaml(args.contract or DEFAULT_CONTRACT).to_dict()
+        tasks = _split(args.tasks)
+    else:
+        config = load_config(checkpoint)
+        if overrides:  # validate here, once, with the same code the workers use
+            config = _apply_overrides(config, overrides)
+        contract = config.contract
+        tasks = (_split(args.tasks) if args.tasks
+                 else list(config.provenance.get("dataset_tasks", [])))
+    if not tasks:
+        raise ValueError(f"{checkpoint} records no training tasks; pass --tasks")
+    if args.episodes < 1 or args.workers < 1:
+        raise ValueError("--episodes and --workers must be >= 1")
+    episodes = plan(tasks, args.episodes, args.seed, args.variation_start)
+    n = min(args.workers, len(episodes))
+    base = {"checkpoint": str(checkpoint), "overrides": overrides, "max_steps": args.max_steps,
+            "seed": args.policy_seed, "expert": bool(args.expert), "contract": contract,
+            "threads": 1}
+    # Round-robin over tasks so that every worker sees every task (balanced episode lengths).
+    specs = [{**base, "episodes": episodes[k::n]} for k in range(n)]
+    domain_base = args.domain_base if args.domain_base is not None else int(
+        os.environ.get("ROS_DOMAIN_ID", "44"))
+    t0 = time.monotonic()
+    records = run_workers(specs, domain_base, not args.no_progress)
+    report = aggregate(records, tasks)
+    report.update({
+        "policy": "scripted expert" if args.expert else str(checkpoint),
+        "decoder_settings": None if args.expert or config is None else decoder_settings(config),
+        "held_out": {"seed": args.seed, "variation_start": args.variation_start,
+                     "training_demos": "seed 0 (vla-eqm record default)"},
+        "max_steps": args.max_steps, "workers": n, "episodes_run": len(records),
+        "episodes_planned": len(episodes), "wall_s": round(time.monotonic() - t0, 1),
+        "client": "vla_eqm_train.policy_client.PolicyClient (lockstep, ROS topics)",
+        "episodes": records,
+    })
+    return report
+
+
+def _apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
+    """The checkpoint's config with the overrides, validated by the core's dataclasses."""
+    import dataclasses
+
+    solver = {k: v for k, v in overrides.items()
+              if k in ("tau", "k_max", "step_size", "momentum", "deadline_ms")}
+    ws = {"mode" if k == "warm_start" else k.removeprefix("warm_start_"): v
+          for k, v in overrides.items() if k.startswith("warm_start")}
+    top = {k: v for k, v in overrides.items() if k == "execute_steps"}
+    fm = {"steps": overrides["fm_steps"]} if "fm_steps" in overrides else {}
+    return config.replace(solver=dataclasses.replace(config.solver, **solver),
+                          warm_start=dataclasses.replace(config.warm_start, **ws),
+                          fm=dataclasses.replace(config.fm, **fm), **top)
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v for item in values for v in item.split(",") if v]
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    print(f"{'task':32s} {'success':>8s} {'episodes':>8s} {'iters_p50':>9s} {'ms_p50':>8s}",
+          file=sys.stderr)
+    for task, r in report["tasks"].items():
+        it = "-" if r["iters_p50"] is None else f"{r['iters_p50']:.0f}"
+        ms = "-" if r["decode_ms_p50"] is None else f"{r['decode_ms_p50']:.1f}"
+        print(f"{task:32s} {r['success_rate']:8.2f} {r['episodes']:8d} {it:>9s} {ms:>8s}",
+              file=sys.stderr)
+    print(f"{'mean':32s} {report['mean_success']:8.2f}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vla_eqm_ros.checkpoint import CheckpointError
+
+    try:
+        report = evaluate(args)
+    except (CheckpointError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _print_table(report)
+    text = json.dumps(report, indent=1)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    summary = {k: v for k, v in report.items() if k != "episodes"}
+    print(json.dumps(summary))
+    return 0 if report["episodes_run"] == report["episodes_planned"] else 1

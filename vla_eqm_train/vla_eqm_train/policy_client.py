@@ -1,0 +1,164 @@
+"""An observation-driven policy client for lockstep evaluation, over real ROS topics.
+
+It subscribes to what the contract names (cameras, state topics, the latched language goal) plus
+``/episode_status``, assembles observations with the shared ``ObservationAssembler`` (the decode
+path of the policy node and of bag conversion), and answers each complete observation with exactly
+one command: the next action of the current chunk, decoding a new chunk with
+``Policy.predict_action_chunk(obs, steps_executed=k)`` every ``execute_steps`` actions. The sim
+bridge in lockstep mode steps once per command, so sim time only advances when the policy answers:
+the loop is deterministic for a given seed and as fast as the CPU allows.
+
+"Complete" means every input and the episode status carry the same stamp (the bridge stamps one
+step's messages alike); DDS does not order messages across topics, so the client waits for all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+
+from vla_eqm_msgs.msg import EpisodeStatus
+from vla_eqm_ros.contract import Contract
+from vla_eqm_ros.decode import DecodeError, ObservationAssembler, stamp_of
+
+_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/JointState": JointState,
+          "geometry_msgs/msg/PoseStamped": PoseStamped, "std_msgs/msg/String": String}
+
+
+@dataclass
+class EpisodeLog:
+    """What one closed-loop episode did."""
+
+    success: bool = False
+    steps: int = 0
+    done: bool = False
+    iterations: list[int] = field(default_factory=list)  # per decode
+    decode_ms: list[float] = field(default_factory=list)  # per decode, prefix + solve
+    decode_errors: int = 0
+    bad_messages: int = 0
+
+
+class PolicyClient(Node):
+    """Answers each lockstep observation with one command; ``policy=None`` only watches (expert
+    baseline: the expert node commands, this node scores)."""
+
+    def __init__(self, policy: Any | None, contract: Contract, **node_kwargs: Any) -> None:
+        super().__init__("eval_policy_client", **node_kwargs)
+        self.policy = policy
+        self.contract = contract
+        self.assembler = ObservationAssembler(contract, history=4)
+        self.execute_steps = int(policy.config.execute_steps) if policy is not None else 1
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._newest: dict[str, int] = {}
+        self._inputs = [t for t, _ in contract.input_topics() if t != contract.goal.topic]
+        for topic, msgtype in contract.input_topics():
+            qos = latched if topic == contract.goal.topic else reliable
+            self.create_subscription(_TYPES[msgtype], topic, self._make_cb(topic), qos)
+        self.create_subscription(EpisodeStatus, "/episode_status", self._on_status, reliable)
+        self._pub = self.create_publisher(Float64MultiArray, contract.action.topic, reliable)
+        self._low = np.asarray(contract.action.low, dtype=np.float64)
+        self._high = np.asarray(contract.action.high, dtype=np.float64)
+        self.active = False
+        self.log = EpisodeLog()
+        self._status: Any = None
+        self._status_ns = -1
+        self._acted_ns = -1
+        self._queue: list[np.ndarray] = []
+        self._since_decode = 0
+
+    def command_matched(self) -> bool:
+        return self._pub.get_subscription_count() >= 1
+
+    def start_episode(self) -> None:
+        """Forget the previous episode; the first observation after the reset starts this one."""
+        self.log = EpisodeLog()
+        self.assembler.clear()
+        self._newest.clear()
+        self._status, self._status_ns = None, -1
+        self._queue, self._since_decode = [], 0
+        if self.policy is not None:
+            self.policy.reset()
+        self.active = True
+
+    # -------------------------------------------------------------------------- callbacks
+    def _make_cb(self, topic: str):
+        def callback(msg: Any) -> None:
+            try:
+                self.assembler.feed(topic, msg)
+                if topic != self.contract.goal.topic:
+                    self._newest[topic] = _ns(msg)
+            except DecodeError as err:  # a bad message never kills the loop; it is counted
+                self.log.bad_messages += 1
+                self.get_logger().warning(f"{topic}: {err.reason}", throttle_duration_sec=1.0)
+                return
+            self._maybe_act()
+
+        return callback
+
+    def _on_status(self, msg: EpisodeStatus) -> None:
+        if not self.active:
+            return
+        self._status, self._status_ns = msg, _ns(msg)
+        self._maybe_act()
+
+    def _maybe_act(self) -> None:
+        status, s_ns = self._status, self._status_ns
+        if not self.active or status is None or s_ns <= self._acted_ns:
+            return
+        if any(self._newest.get(t) != s_ns for t in self._inputs):
+            return  # this step's messages have not all arrived yet
+        if not status.done and status.instruction and self.assembler.goal != status.instruction:
+            return  # the latched goal of a new task is still on its way (topics are unordered)
+        self._acted_ns = s_ns
+        self.log.steps = int(status.step)
+        self.log.success = bool(status.success)
+        if status.done:
+            self.log.done = True
+            self.active = False
+            return
+        if self.policy is None:
+            return
+        result = self.assembler.assemble(s_ns * 1e-9)
+        if result.observation is None:
+            self.log.bad_messages += 1
+            self.get_logger().warning(f"no observation: {result.reason}", throttle_duration_sec=1.0)
+            return
+        if not self._queue:
+            try:
+                chunk, rec = self.policy.predict_action_chunk(
+                    result.observation, steps_executed=self._since_decode)
+            except (RuntimeError, ValueError) as err:
+                self.log.decode_errors += 1
+                self.get_logger().error(f"decode failed: {err}", throttle_duration_sec=1.0)
+                return
+            self.log.iterations.append(int(rec.iterations))
+            self.log.decode_ms.append(float(rec.prefix_ms + rec.solve_ms))
+            self._queue = [np.asarray(a, dtype=np.float64) for a in chunk[: self.execute_steps]]
+            self._since_decode = 0
+        action = np.clip(self._queue.pop(0), self._low, self._high)
+        self._since_decode += 1
+        self._pub.publish(Float64MultiArray(data=[float(v) for v in action]))
+
+
+def _ns(msg: Any) -> int:
+    return int(round(stamp_of(msg) * 1e9))
+
+
+def wait_until(executor: Any, predicate: Any, timeout_s: float) -> bool:
+    """Spin until ``predicate()``; False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        executor.spin_once(timeout_sec=0.02)
+    return True

@@ -1,0 +1,227 @@
+"""Offline bag replay: a recorded episode decoded tick by tick as the node would, deterministically.
+
+The episode comes from ``bags.read_episode``, i.e. through the shared decode path
+(``vla_eqm_ros.decode.ObservationAssembler``) on the contract's control-period grid, with the
+recorded command as the label. Replay then runs the receding horizon of the policy node: decode at
+tick 0, execute ``execute_steps`` actions, decode again with ``steps_executed`` = ticks since the
+last decode (what the ``shifted`` warm start advances by), and so on to the end of the episode.
+
+Offline the observations do not depend on the actions, so replay measures the decoder alone:
+errors against the demonstration, iterations, residuals, latency and chunk continuity.
+
+Determinism and fairness: every (episode, setting) gets a fresh ``Policy`` (so warm start can
+never cross an episode boundary) whose noise generator is seeded from the bag's name and the
+decoder only. All settings of a scan therefore draw the *same* noise on the same episode (a paired
+comparison): with warm start ``none``, decode k of an episode starts from the same point under
+every tau, so a larger tau can only stop earlier on the same solver path.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_eqm_ros.config import PolicyConfig
+from vla_eqm_ros.contract import Contract
+from vla_eqm_ros.model import PI0EqMModel
+from vla_eqm_ros.observation import Observation
+from vla_eqm_ros.policy import Policy
+from vla_eqm_train.bag_metrics import boundary_jump, chunk_error, first_action_error
+from vla_eqm_train.bags import BagError, Episode, read_episode
+
+PERIOD_TOLERANCE = 1e-6  # s: recorded vs contract control period
+
+
+@dataclass(frozen=True)
+class ReplaySetting:
+    """One point of the scan grid: decoder, tau and warm start (EqM) or Euler steps (FM)."""
+
+    decoder: str  # eqm | fm
+    execute_steps: int  # actions executed per decode (receding horizon)
+    tau: float | None = None  # EqM stop threshold (None for FM)
+    warm_start: str = "none"  # none | copy | shifted (EqM; FM never warm-starts)
+    fm_steps: int | None = None  # FM Euler steps (None for EqM)
+
+    @property
+    def name(self) -> str:
+        if self.decoder == "fm":
+            return f"fm steps={self.fm_steps}"
+        return f"tau={self.tau:g} ws={self.warm_start}"
+
+    def solver_changes(self) -> dict[str, Any]:
+        """Keyword arguments for ``Policy.update_solver``."""
+        if self.decoder == "fm":
+            return {"fm_steps": self.fm_steps, "execute_steps": self.execute_steps}
+        return {"tau": self.tau, "warm_start": self.warm_start,
+                "execute_steps": self.execute_steps}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **asdict(self)}
+
+
+def settings_grid(decoder: str, taus: list[float], warm_starts: list[str],
+                  fm_steps: list[int], execute_steps: int) -> list[ReplaySetting]:
+    """The product tau x warm start (EqM, warm start outer) or one setting per FM step count."""
+    if decoder == "fm":
+        return [ReplaySetting("fm", execute_steps, fm_steps=n) for n in fm_steps]
+    return [ReplaySetting("eqm", execute_steps, tau=t, warm_start=w)
+            for w in warm_starts for t in taus]
+
+
+# ------------------------------------------------------------------------------ contract, bags
+
+def resolve_contract(cfg: PolicyConfig, override: Path | None = None) -> Contract:
+    """``--contract`` > the checkpoint's contract > the conventional default (as the node does)."""
+    if override is not None:
+        return Contract.from_yaml(override)
+    if cfg.contract:
+        return Contract.from_dict(cfg.contract)
+    m = cfg.model
+    return Contract.default_for(
+        cameras=[(c.name, c.height, c.width) for c in m.cameras],
+        state_names=list(cfg.state_names) or [f"state_{i}" for i in range(m.state_dim)],
+        action_names=list(cfg.action_names) or [f"action_{i}" for i in range(m.action_dim)],
+        control_period=cfg.control_period)
+
+
+def check_compatible(contract: Contract, cfg: PolicyConfig) -> None:
+    """The contract must feed the model what it was built for (ValueError listing what not).
+
+    Mirrors ``nodes.policy_node.check_compatible``, which cannot be imported without rclpy.
+    """
+    m = cfg.model
+    problems = []
+    if contract.state_dim != m.state_dim:
+        problems.append(f"contract state_dim {contract.state_dim} != model {m.state_dim}")
+    if contract.action_dim != m.action_dim:
+        problems.append(f"contract action_dim {contract.action_dim} != model {m.action_dim}")
+    missing = {c.name for c in m.cameras} - set(contract.camera_names)
+    if missing:
+        problems.append(f"model cameras {sorted(missing)} missing from the contract")
+    if problems:
+        raise ValueError("checkpoint and contract disagree: " + "; ".join(problems))
+
+
+def load_episode(bag: Path, contract: Contract) -> Episode:
+    """``read_episode`` plus the checks replay needs: not empty, recorded at the contract's rate."""
+    bag = Path(bag)
+    if not (bag / "metadata.yaml").is_file():
+        raise BagError(bag, "-", "not a rosbag2 directory (no metadata.yaml)")
+    _check_not_empty(bag)
+    episode = read_episode(bag, contract)
+    recorded = episode.info.get("control_period_s")
+    if recorded is not None and abs(float(recorded) - contract.control_period) > PERIOD_TOLERANCE:
+        raise BagError(bag, "-", f"contract mismatch: recorded at {float(recorded):g} s per step, "
+                                 f"the contract's control period is {contract.control_period:g} s")
+    return episode
+
+
+def _check_not_empty(bag: Path) -> None:
+    from rosbags.rosbag2 import Reader
+
+    try:
+        with Reader(bag) as reader:
+            count = reader.message_count
+    except Exception:  # unreadable: read_episode names the problem
+        return
+    if count == 0:
+        raise BagError(bag, "-", "empty bag (no messages)")
+
+
+def episode_observations(episode: Episode, period: float) -> list[Observation]:
+    """Per-tick ``Observation``s rebuilt from the episode arrays (same content as decoded)."""
+    return [Observation(images={cam: frames[t] for cam, frames in episode.images.items()},
+                        state=episode.state[t], goal=episode.goal, stamp=t * period)
+            for t in range(episode.length)]
+
+
+def episode_seed(bag: str | Path, decoder: str) -> int:
+    """Noise seed of an episode: stable across runs and machines, shared by all settings."""
+    return zlib.crc32(f"{Path(bag).name}|{decoder}".encode())
+
+
+def make_policy(model: PI0EqMModel, base: PolicyConfig, setting: ReplaySetting | None,
+                seed: int) -> Policy:
+    """A fresh policy (empty warm start, seeded noise) on the shared model, set to ``setting``.
+
+    ``update_solver`` writes the config into the model, so the checkpoint's config is restored
+    first: a setting never inherits the previous one's values.
+    """
+    model.config = base
+    policy = Policy(model, device=next(model.parameters()).device, seed=seed)
+    if setting is not None:
+        policy.update_solver(**setting.solver_changes())
+    return policy
+
+
+# ------------------------------------------------------------------------------ the replay
+
+@dataclass
+class CycleRecord:
+    """One decode of the replay: what the decoder did and how its chunk compares."""
+
+    tick: int
+    steps_executed: int
+    iterations: int
+    residual: float
+    stop_reason: str
+    warm_start_used: bool
+    prefix_ms: float
+    solve_ms: float
+    decode_ms: float  # wall clock of predict_action_chunk (batching, normalization included)
+    first: dict[str, Any]
+    chunk: dict[str, Any]
+    jump: float | None
+    residual_trace: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["residual_trace"] = [float(f"{r:.5g}") for r in self.residual_trace]
+        return out
+
+
+@dataclass
+class EpisodeReplay:
+    """Every decode of one episode under one setting."""
+
+    bag: str
+    setting: ReplaySetting
+    seed: int
+    length: int  # ticks with an observation and a recorded command
+    cycles: list[CycleRecord]
+
+
+def replay_episode(model: PI0EqMModel, base: PolicyConfig, episode: Episode,
+                   setting: ReplaySetting, period: float) -> EpisodeReplay:
+    """Decode the episode every ``execute_steps`` ticks and measure each decode.
+
+    Raises whatever the policy raises (ValueError on a bad observation, RuntimeError on
+    non-finite actions); the caller reports the (episode, setting) as failed.
+    """
+    seed = episode_seed(episode.bag, setting.decoder)
+    policy = make_policy(model, base, setting, seed)
+    policy.reset()
+    observations = episode_observations(episode, period)
+    recorded = episode.actions
+    cycles: list[CycleRecord] = []
+    prev: np.ndarray | None = None
+    prev_tick: int | None = None
+    for t in range(0, episode.length, setting.execute_steps):
+        steps = 0 if prev_tick is None else t - prev_tick
+        t0 = time.perf_counter()
+        chunk, rec = policy.predict_action_chunk(observations[t], steps_executed=steps)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        cycles.append(CycleRecord(
+            tick=t, steps_executed=steps, iterations=rec.iterations, residual=rec.residual,
+            stop_reason=rec.stop_reason, warm_start_used=rec.warm_start_used,
+            prefix_ms=rec.prefix_ms, solve_ms=rec.solve_ms, decode_ms=decode_ms,
+            first=first_action_error(chunk, recorded[t]), chunk=chunk_error(chunk, recorded, t),
+            jump=boundary_jump(prev, prev_tick, chunk, t), residual_trace=rec.residual_trace))
+        prev, prev_tick = chunk, t
+    return EpisodeReplay(bag=episode.bag, setting=setting, seed=seed, length=episode.length,
+                         cycles=cycles)
