@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         + [os.environ.get("PYTHONPATH", "")])}
 
     from vla_eqm_ros.checkpoint import load_checkpoint
-    from vla_eqm_ros.nodes.policy_node import resolve_contract
+    from vla_eqm_ros.compat import resolve_contract
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt, label = resolve_checkpoint(args.checkpoint, Path(tmp))

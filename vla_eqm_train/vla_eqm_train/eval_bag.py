@@ -95,8 +95,9 @@ class SetupError(RuntimeError):
 def prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Load the checkpoint, resolve contract and scan grid; raises SetupError naming the cause."""
     from vla_eqm_ros.checkpoint import CheckpointError, load_checkpoint
+    from vla_eqm_ros.compat import check_compatible, resolve_contract
     from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
-    from vla_eqm_train.replay import check_compatible, resolve_contract, settings_grid
+    from vla_eqm_train.replay import settings_grid
 
     ckpt = args.checkpoint
     if ckpt is None:

@@ -75,38 +75,6 @@ def settings_grid(decoder: str, taus: list[float], warm_starts: list[str],
 
 # ------------------------------------------------------------------------------ contract, bags
 
-def resolve_contract(cfg: PolicyConfig, override: Path | None = None) -> Contract:
-    """``--contract`` > the checkpoint's contract > the conventional default (as the node does)."""
-    if override is not None:
-        return Contract.from_yaml(override)
-    if cfg.contract:
-        return Contract.from_dict(cfg.contract)
-    m = cfg.model
-    return Contract.default_for(
-        cameras=[(c.name, c.height, c.width) for c in m.cameras],
-        state_names=list(cfg.state_names) or [f"state_{i}" for i in range(m.state_dim)],
-        action_names=list(cfg.action_names) or [f"action_{i}" for i in range(m.action_dim)],
-        control_period=cfg.control_period)
-
-
-def check_compatible(contract: Contract, cfg: PolicyConfig) -> None:
-    """The contract must feed the model what it was built for (ValueError listing what not).
-
-    Mirrors ``nodes.policy_node.check_compatible``, which cannot be imported without rclpy.
-    """
-    m = cfg.model
-    problems = []
-    if contract.state_dim != m.state_dim:
-        problems.append(f"contract state_dim {contract.state_dim} != model {m.state_dim}")
-    if contract.action_dim != m.action_dim:
-        problems.append(f"contract action_dim {contract.action_dim} != model {m.action_dim}")
-    missing = {c.name for c in m.cameras} - set(contract.camera_names)
-    if missing:
-        problems.append(f"model cameras {sorted(missing)} missing from the contract")
-    if problems:
-        raise ValueError("checkpoint and contract disagree: " + "; ".join(problems))
-
-
 def load_episode(bag: Path, contract: Contract) -> Episode:
     """``read_episode`` plus the checks replay needs: not empty, recorded at the contract's rate."""
     bag = Path(bag)

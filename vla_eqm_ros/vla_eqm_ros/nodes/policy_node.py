@@ -32,6 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from vla_eqm_msgs.msg import ActionChunk, DecoderStatus
+from vla_eqm_ros.compat import check_compatible, resolve_contract
 from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.nodes import parameters
 from vla_eqm_ros.nodes.control import ChunkQueue, Plan, SolveWorker
@@ -42,40 +43,6 @@ from vla_eqm_ros.nodes.safety import ActionGuard
 from vla_eqm_ros.nodes.sync import InputHub
 from vla_eqm_ros.nodes.trigger import ObservationTrigger
 from vla_eqm_ros.observation import Observation
-
-
-def resolve_contract(cfg: Any, override: str) -> Contract:
-    """Contract YAML parameter > the checkpoint's contract > the conventional default."""
-    if override:
-        return Contract.from_yaml(override)
-    if cfg.contract:
-        return Contract.from_dict(cfg.contract)
-    m = cfg.model
-    return Contract.default_for(
-        cameras=[(c.name, c.height, c.width) for c in m.cameras],
-        state_names=list(cfg.state_names) or [f"state_{i}" for i in range(m.state_dim)],
-        action_names=list(cfg.action_names) or [f"action_{i}" for i in range(m.action_dim)],
-        control_period=cfg.control_period,
-    )
-
-
-def check_compatible(contract: Contract, cfg: Any) -> None:
-    """The contract must feed the model exactly what it was built for."""
-    m = cfg.model
-    problems = []
-    if contract.state_dim != m.state_dim:
-        problems.append(f"contract state_dim {contract.state_dim} != model {m.state_dim}")
-    if contract.action_dim != m.action_dim:
-        problems.append(f"contract action_dim {contract.action_dim} != model {m.action_dim}")
-    model_cams = {c.name: (c.height, c.width) for c in m.cameras}
-    for cam in contract.cameras:
-        if cam.name not in model_cams:
-            problems.append(f"contract camera '{cam.name}' unknown to the model")
-    missing = set(model_cams) - set(contract.camera_names)
-    if missing:
-        problems.append(f"model cameras {sorted(missing)} missing from the contract")
-    if problems:
-        raise ValueError("checkpoint and contract disagree: " + "; ".join(problems))
 
 
 class PolicyNode(ControlCycle, ManagedNode):
