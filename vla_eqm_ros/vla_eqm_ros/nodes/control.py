@@ -52,7 +52,10 @@ class ChunkQueue:
             raise ValueError(f"plan from tick {plan.produced_tick} is stale at tick {tick}")
         jump = None
         if self.plan is not None and self.next_row < len(self.plan.chunk):
-            jump = float(np.linalg.norm(plan.chunk[first] - self.plan.chunk[self.next_row]))
+            new_row, old_row = plan.chunk[first], self.plan.chunk[self.next_row]
+            # A poisoned chunk (NaN/inf; the guard never publishes it) has no meaningful jump.
+            if np.all(np.isfinite(new_row)) and np.all(np.isfinite(old_row)):
+                jump = float(np.linalg.norm(new_row - old_row))
         self.plan, self.next_row, self.installed_tick = plan, first, tick
         return jump
 
