@@ -199,7 +199,8 @@ class ControlCycle:
         if self.output_mode != "joint_trajectory":
             return
         period = self._period()
-        start = self.hub.measured_joints(self.contract.action.names, 2 * period)
+        last = self.guard.last if self.guard.last is not None else plan.chunk[self.queue.first_row]
+        start = self.hub.measured_joints(self.contract.action.names, 2 * period, fallback=last)
         guarded = self.guard.check_chunk(plan.chunk[self.queue.first_row:], start)
         for r in guarded.reasons:
             self.stats.intervene(r)
@@ -240,7 +241,8 @@ class ControlCycle:
         if self.output_mode == "joint_trajectory":
             if not (first or force):
                 return
-            pos = self.hub.measured_joints(names, 1.0) if self.hub is not None else None
+            pos = (self.hub.measured_joints(names, 1.0, fallback=self.guard.last)
+                   if self.hub is not None else None)
             pos = pos if pos is not None else self.guard.last
             if pos is not None:
                 self.command_pub.publish(outputs.trajectory(pos[None, :], names, self._period(),

@@ -134,14 +134,29 @@ class InputHub:
             self.assembler.max_ages.update(max_ages)
             return self.assembler.assemble(now)
 
-    def measured_joints(self, names: tuple[str, ...], max_age: float) -> np.ndarray | None:
-        """Measured positions of ``names`` if all are known and fresh, else None."""
+    def measured_joints(self, names: tuple[str, ...], max_age: float,
+                        fallback: np.ndarray | None = None) -> np.ndarray | None:
+        """Measured positions of ``names``, or None when stale or nothing is measured.
+
+        An action dimension that /joint_states does not carry (a gripper command next to seven
+        arm joints) takes its value from ``fallback``, the last commanded action: holding means
+        the arm stays where it *is* while the gripper keeps what it was told. Without a fallback
+        such a name makes the answer None.
+        """
         with self.lock:
             if self._now() - self.joint_stamp > max_age:
                 return None
-            if not all(n in self.joint_positions for n in names):
+            out: list[float] = []
+            for i, n in enumerate(names):
+                if n in self.joint_positions:
+                    out.append(self.joint_positions[n])
+                elif fallback is not None:
+                    out.append(float(fallback[i]))
+                else:
+                    return None
+            if not any(n in self.joint_positions for n in names):
                 return None
-            return np.array([self.joint_positions[n] for n in names], dtype=np.float64)
+            return np.array(out, dtype=np.float64)
 
     def destroy(self) -> None:
         for sub in self.subscriptions:
