@@ -8,22 +8,31 @@ Model: the shipped default checkpoint if present (or ``--checkpoint``); otherwis
 architecture is built and *fitted briefly* on synthetic smooth trajectories (``model_source`` says
 which), because iteration counts of an untrained field mean nothing.
 
+Frames (``frames`` in the JSON): a trained Meta-World checkpoint is replayed on demonstration
+frames decoded from rosbag2 through the shared decode path: ``--bags`` names them, or one held-out
+scripted-expert episode per training task is recorded first through the sim bridge (seed 1000; the
+training demos used seed 0). The synthetic model uses its synthetic trajectories.
+
 The synthetic task: three goals, each a smooth periodic 4-d trajectory of one phase psi(t); the
 state and the camera image pin psi down, the goal picks the trajectory. A demo frame at time t
 carries the chunk a(t + h dt),
 h = 0..H-1, so consecutive chunks are exact time shifts of one another, as in a smooth expert demo.
 
-    python bench/decoder.py [--cycles 120] [--tau 0.1] [--execute-steps N] [--checkpoint DIR]
+    python bench/decoder.py [--cycles 60] [--tau 0.1] [--execute-steps N] [--checkpoint DIR]
+                            [--bags BAG_OR_DIR ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +93,71 @@ class SyntheticTask:
                            state=state, goal=GOALS[g], stamp=t)
 
 
+    def episodes(self, rng: np.random.Generator, cycles: int, stride: int
+                 ) -> Iterator[Iterator[tuple[Observation, np.ndarray, np.ndarray]]]:
+        """One sequence per goal: (observation, expert chunk (H, d), valid-row mask (H,))."""
+        ones = np.ones(self.cfg.model.horizon, dtype=bool)
+        for g in range(len(GOALS)):
+            t0 = float(rng.uniform(0.0, 60.0))
+            yield ((self.observation(g, t0 + c * stride * self.dt),
+                    self.chunk(g, t0 + c * stride * self.dt), ones) for c in range(cycles))
+
+
+class DemoFrames:
+    """Recorded demonstrations, decoded through the shared bag path (what the node would see).
+
+    Each episode is replayed from its first frame; the expert chunk of frame t is the recorded
+    commands t .. t+H-1, with rows past the episode's end masked out of the error.
+    """
+
+    def __init__(self, cfg: PolicyConfig, bags: list[Path]) -> None:
+        from vla_eqm_ros.compat import resolve_contract
+        from vla_eqm_train.bags import find_bags, read_episode
+        from vla_eqm_train.replay import episode_observations
+
+        contract = resolve_contract(cfg)
+        self.horizon = cfg.model.horizon
+        self.data = []
+        for bag in find_bags(bags):
+            ep = read_episode(bag, contract)
+            self.data.append((episode_observations(ep, contract.control_period), ep.actions))
+        if not self.data:
+            raise SystemExit(f"no rosbag2 episodes under {[str(b) for b in bags]}")
+        self.goals = sorted({obs[0].goal for obs, _ in self.data})
+
+    def episodes(self, rng: np.random.Generator, cycles: int, stride: int
+                 ) -> Iterator[Iterator[tuple[Observation, np.ndarray, np.ndarray]]]:
+        for observations, actions in self.data:
+            yield (self._frame(observations, actions, t)
+                   for t in range(0, min(len(observations), cycles * stride), stride))
+
+    def _frame(self, observations: list[Observation], actions: np.ndarray, t: int
+               ) -> tuple[Observation, np.ndarray, np.ndarray]:
+        rows = np.arange(t, t + self.horizon)
+        valid = rows < len(actions)
+        return observations[t], actions[np.minimum(rows, len(actions) - 1)], valid
+
+
+def record_heldout_demos(cfg: PolicyConfig, out: Path) -> list[Path]:
+    """One scripted-expert episode per training task, recorded through the sim bridge."""
+    from vla_eqm_ros.compat import resolve_contract
+    from vla_eqm_train.cli import main as vla_eqm
+
+    contract = resolve_contract(cfg)
+    tasks = list(cfg.provenance.get("dataset_tasks") or [])
+    if not tasks:
+        raise SystemExit("the checkpoint names no training tasks: pass --bags")
+    size = contract.cameras[0].height
+    log(f"recording one held-out expert demo per task ({', '.join(tasks)}) into {out}")
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the bench's JSON
+        rc = vla_eqm(["record", "--tasks", ",".join(tasks), "--episodes", "1", "--seed", "1000",
+                      "--out", str(out), "--cameras", ",".join(contract.camera_names),
+                      "--image-size", str(size), "--no-progress"])
+    if rc != 0:
+        raise SystemExit(f"recording the held-out demos failed (exit {rc})")
+    return [out]
+
+
 def fit(policy: Policy, task: SyntheticTask, steps: int, batch: int, repeats: int,
         seed: int, lr: float = 2e-3) -> float:
     """Train the model briefly on random demo frames; returns the final loss (EMA)."""
@@ -127,20 +201,19 @@ def fit(policy: Policy, task: SyntheticTask, steps: int, batch: int, repeats: in
     return ema
 
 
-def run_mode(policy: Policy, task: SyntheticTask, *, mode: str, tail: str, fraction: float,
-             execute_steps: int, cycles: int, seed: int) -> dict[str, list[float]]:
-    """Replay ``cycles`` correlated frames per goal, ``execute_steps`` apart; collect per-cycle
-    iterations, latencies and the error to the expert chunk (normalized RMS)."""
+def run_mode(policy: Policy, task: SyntheticTask | DemoFrames, *, mode: str, tail: str,
+             fraction: float, execute_steps: int, cycles: int, seed: int
+             ) -> dict[str, list[float]]:
+    """Replay up to ``cycles`` correlated frames per sequence, ``execute_steps`` apart; collect
+    per-cycle iterations, latencies and the error to the expert chunk (normalized RMS)."""
     policy.update_solver(warm_start_mode=mode, warm_start_tail=tail, warm_start_fraction=fraction)
     rng = np.random.default_rng(seed)
     out: dict[str, list[float]] = {"iters": [], "prefix_ms": [], "solve_ms": [], "decode_ms": [],
                                    "error": [], "warm_used": []}
     scale = policy.model.action_normalizer.std.numpy()
-    for g in range(len(GOALS)):
-        policy.reset()
-        t = float(rng.uniform(0.0, 60.0))
-        for c in range(cycles):
-            obs = task.observation(g, t)
+    for sequence in task.episodes(rng, cycles, execute_steps):
+        policy.reset()  # a new episode: no warm start across sequences
+        for c, (obs, expert, valid) in enumerate(sequence):
             t0 = time.perf_counter()
             chunk, rec = policy.predict_action_chunk(obs, steps_executed=execute_steps)
             decode_ms = (time.perf_counter() - t0) * 1e3
@@ -150,9 +223,8 @@ def run_mode(policy: Policy, task: SyntheticTask, *, mode: str, tail: str, fract
                 out["solve_ms"].append(rec.solve_ms)
                 out["decode_ms"].append(decode_ms)
                 out["warm_used"].append(float(rec.warm_start_used))
-                err = (chunk - task.chunk(g, t)) / scale
+                err = ((chunk - expert) / scale)[valid]
                 out["error"].append(float(np.sqrt(np.mean(err ** 2))))
-            t += execute_steps * task.dt
     return out
 
 
@@ -160,7 +232,7 @@ def p(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def summarize(policy: Policy, task: SyntheticTask, execute_steps: int, cycles: int,
+def summarize(policy: Policy, task: SyntheticTask | DemoFrames, execute_steps: int, cycles: int,
               fraction: float, seed: int) -> dict[str, float]:
     runs = {}
     for name, mode, tail, frac in (("cold", "none", "noise", fraction),
@@ -186,7 +258,7 @@ def summarize(policy: Policy, task: SyntheticTask, execute_steps: int, cycles: i
     return res
 
 
-def sweep(policy: Policy, task: SyntheticTask, cycles: int, fraction: float, seed: int
+def sweep(policy: Policy, task: SyntheticTask | DemoFrames, cycles: int, fraction: float, seed: int
           ) -> list[dict[str, float]]:
     """Median depth and error per (eta, mu, tau), one step executed per cycle (tuning evidence)."""
     rows = []
@@ -219,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit-steps", type=int, default=400, help="fit steps without a checkpoint")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--save-fitted", type=Path, default=None, help="save the fitted model here")
+    ap.add_argument("--bags", type=Path, nargs="+", default=None,
+                    help="demo bags (or folders) to replay with a trained checkpoint (default: "
+                         "record one held-out expert episode per training task)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sweep", action="store_true",
                     help="also sweep step size, momentum and tau (tuning evidence)")
@@ -245,7 +320,17 @@ def main(argv: list[str] | None = None) -> int:
             from vla_eqm_ros.checkpoint import save_checkpoint
 
             save_checkpoint(args.save_fitted, policy.model)
-    task = SyntheticTask(policy.config)
+    task: SyntheticTask | DemoFrames
+    synthetic = policy.config.provenance.get("dataset_tasks") is None
+    with tempfile.TemporaryDirectory(prefix="decoder_bench_") as tmp:
+        if synthetic and args.bags is None:
+            task, frames = SyntheticTask(policy.config), "synthetic smooth trajectories"
+        else:
+            bags = args.bags or record_heldout_demos(policy.config, Path(tmp))
+            task = DemoFrames(policy.config, bags)
+            frames = (f"{len(task.data)} replayed demo episode(s) "
+                      f"({'--bags' if args.bags else 'recorded now, seed 1000'}): "
+                      f"{', '.join(task.goals)}")
     changes = {k: v for k, v in (("tau", args.tau), ("step_size", args.step_size),
                                  ("momentum", args.momentum)) if v is not None}
     if changes:
@@ -261,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "momentum": cfg.solver.momentum, "k_max": cfg.solver.k_max,
         "warm_start_fraction": fraction, "warm_start_default": cfg.warm_start.mode,
         "warm_start_tail_default": cfg.warm_start.tail, "execute_steps": 1,
-        "cycles_per_goal": args.cycles, "goals": len(GOALS),
+        "frames": frames, "cycles_per_sequence": args.cycles,
     }
     if fit_loss is not None:
         result["fit_loss"] = fit_loss
