@@ -69,7 +69,7 @@ def run_worker(spec: dict[str, Any], emit=print) -> list[dict[str, Any]]:
             executor.add_node(node)
         reset = client.create_client(ResetEpisode, "/sim/reset")
         ready = wait_until(executor, lambda: bridge.outputs_matched() and client.command_matched()
-                           and reset.service_is_ready(), 30.0)
+                           and reset.service_is_ready(), 90.0)
         if not ready:
             raise RuntimeError("the bridge and the policy client did not discover each other")
         records = []

@@ -84,7 +84,9 @@ class PolicyClient(Node):
         self.log = EpisodeLog()
         self.assembler.clear()
         self._newest.clear()
-        self._status, self._status_ns = None, -1
+        # A reset does not advance sim time: the new episode's first observation carries the
+        # stamp of the previous episode's last one, so the "already answered" mark starts over.
+        self._status, self._status_ns, self._acted_ns = None, -1, -1
         self._queue, self._since_decode = [], 0
         if self.policy is not None:
             self.policy.reset()
