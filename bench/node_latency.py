@@ -76,6 +76,7 @@ class Robot:
     def __init__(self, contract, rate_hz: float) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped
         from rclpy.context import Context
         from rclpy.executors import MultiThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -88,10 +89,13 @@ class Robot:
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("bench_robot", context=self.context)
-        cam = contract.cameras[0]
-        self.cam, self.rate_hz = cam, rate_hz
-        self.image_pub = self.node.create_publisher(Image, cam.topic, sensor_qos)
-        self.joint_pub = self.node.create_publisher(JointState, contract.state[0].topic, 10)
+        # every input the contract names: each camera, each state source (joint state or pose)
+        self.rate_hz = rate_hz
+        self.cams = [(c, self.node.create_publisher(Image, c.topic, sensor_qos))
+                     for c in contract.cameras]
+        msg_type = {"joint_state": JointState, "pose": PoseStamped}
+        self.states = [(st, self.node.create_publisher(msg_type[st.type], st.topic, 10))
+                       for st in contract.state]
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_publisher(String, contract.goal.topic, latched).publish(
@@ -108,9 +112,9 @@ class Robot:
                                       self._on_status, 100)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         rng = np.random.default_rng(0)
-        self._frame = rng.integers(0, 255, cam.height * cam.width * 3, dtype=np.uint8).tobytes()
-        self._names = list(contract.state[0].names)
-        self._Image, self._JointState = Image, JointState
+        self._frames = {c.name: rng.integers(0, 255, c.height * c.width * 3,
+                                             dtype=np.uint8).tobytes() for c in contract.cameras}
+        self._Image, self._JointState, self._PoseStamped = Image, JointState, PoseStamped
         self.publishing = threading.Event()
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
@@ -143,13 +147,20 @@ class Robot:
             next_t += period
             if self.publishing.is_set():
                 now_ns = time.time_ns()
-                img = self._Image(height=self.cam.height, width=self.cam.width, encoding="rgb8",
-                                  step=self.cam.width * 3, data=self._frame)
-                img.header.stamp.sec, img.header.stamp.nanosec = divmod(now_ns, 10**9)
-                js = self._JointState(name=self._names, position=[0.1] * len(self._names))
-                js.header.stamp = img.header.stamp
-                self.image_pub.publish(img)
-                self.joint_pub.publish(js)
+                for st, pub in self.states:
+                    if st.type == "joint_state":
+                        msg = self._JointState(name=list(st.names),
+                                               position=[0.1] * len(st.names))
+                    else:
+                        msg = self._PoseStamped()
+                        msg.pose.position.y, msg.pose.orientation.w = 0.6, 1.0
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now_ns, 10**9)
+                    pub.publish(msg)
+                for cam, pub in self.cams:  # images last: the reference input completes the set
+                    img = self._Image(height=cam.height, width=cam.width, encoding="rgb8",
+                                      step=cam.width * 3, data=self._frames[cam.name])
+                    img.header.stamp.sec, img.header.stamp.nanosec = divmod(now_ns, 10**9)
+                    pub.publish(img)
                 with self.lock:
                     self.sent.append(now_ns * 1e-9)
             time.sleep(max(0.0, next_t - time.time()))
@@ -276,10 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         robot.publishing.set()
         node = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)
+        decoded = False
         try:
-            if not wait_for(lambda: len(robot.iterations) > 0, timeout=180):
-                raise SystemExit("the node never decoded (see its stderr)")
-            run = measure(robot, args.seconds, args.trigger)
+            decoded = wait_for(lambda: len(robot.iterations) > 0, timeout=180)
+            if decoded:
+                run = measure(robot, args.seconds, args.trigger)
         finally:
             node.send_signal(signal.SIGINT)
             try:
@@ -288,8 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                 node.kill()
                 _, err = node.communicate()
             robot.close()
-        if node.returncode != 0:
-            log(f"node exited {node.returncode}:\n{err[-2000:]}")
+        if node.returncode != 0 or not decoded:
+            log(f"node exited {node.returncode}; its log ends with:\n{err[-3000:]}")
+        if not decoded:
+            raise SystemExit("the node never decoded within 180 s (its log is above)")
     result = {
         "checkpoint": label,
         "trigger": args.trigger,
