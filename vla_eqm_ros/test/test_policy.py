@@ -139,11 +139,20 @@ def test_any_camera_resolution_is_resized_to_the_model_input():
     assert np.isfinite(chunk).all()
 
 
-def test_the_missing_default_checkpoint_error_names_the_path_and_how_to_create_it():
-    if (DEFAULT_CHECKPOINT / "config.yaml").is_file():
-        pytest.skip("the default checkpoint exists")
+def test_the_missing_default_checkpoint_error_names_the_path_and_how_to_create_it(
+        tmp_path, monkeypatch):
+    import vla_eqm_ros.policy as policy_module
+
+    missing = tmp_path / "default_eqm"  # where a fresh clone without the shipped files would look
+    monkeypatch.setattr(policy_module, "DEFAULT_CHECKPOINT", missing)
     with pytest.raises(FileNotFoundError, match="default_eqm.*vla-eqm train"):
         Policy.from_checkpoint(None)
+
+
+def test_the_shipped_default_checkpoint_loads():
+    assert (DEFAULT_CHECKPOINT / "model.safetensors").is_file()
+    policy = Policy.from_checkpoint(None)
+    assert policy.config.decoder == "eqm"
 
 
 def test_from_checkpoint_serves_the_saved_model(tmp_path):

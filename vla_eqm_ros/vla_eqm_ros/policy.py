@@ -95,9 +95,10 @@ class Policy:
             path = DEFAULT_CHECKPOINT
             if not (path / "config.yaml").is_file():
                 raise FileNotFoundError(
-                    f"no shipped default checkpoint at {path}; train it first, e.g. "
-                    f"`vla-eqm train --preset default --out {path}` (see vla_eqm_train), or pass "
-                    "an explicit checkpoint directory")
+                    f"no shipped default checkpoint at {path}; retrain it with "
+                    "`vla-eqm train --config vla_eqm_train/config/default_eqm.yaml` after "
+                    "recording and building its dataset (docs/training.md), or pass an explicit "
+                    "checkpoint directory")
         _, model = load_checkpoint(path, device=device)
         return cls(model, device=device, seed=seed)
 
