@@ -65,7 +65,13 @@ def test_async_mode_keeps_publishing_at_the_control_rate_while_a_slow_solve_runs
         times = times[times >= times[0] + 0.5]  # after start-up
         gaps = np.diff(times)
         assert t_end - times[0] > 2 * h.statuses[-1].solve_ms / 1e3, "the window spans solves"
-        assert gaps.max() < 2.5 * PERIOD, f"the loop stalled {gaps.max():.3f} s during a solve"
+        # A synchronous loop would go silent for a whole solve (>= 0.5 s). The bound leaves room
+        # for the executor jitter measured on the 2-core CI machine (up to ~0.23 s under GIL
+        # contention; issue #7 tracks the node's live throughput).
+        shortest_solve = min(s.solve_ms for s in h.statuses) / 1e3
+        assert gaps.max() < 0.6 * shortest_solve, \
+            f"the loop stalled {gaps.max():.3f} s during a {shortest_solve:.2f} s solve"
+        assert np.median(gaps) < 1.5 * PERIOD, "commands keep the control rate in between"
         assert policy, "solved chunks were installed and executed, not only holds"
     finally:
         h.close()
@@ -195,3 +201,20 @@ def test_frames_coalesced_during_a_cycle_count_as_dropped() -> None:
     assert trig.ready(now=1.1) and trig.consume() == 3  # 2 dropped, the newest is used
     trig.arrived("corner", 0.5, received=1.2)  # out of order: not new
     assert not trig.ready(now=1.2)
+
+
+def test_after_an_episode_reset_the_first_frame_triggers_even_at_an_answered_stamp() -> None:
+    # A lockstep simulator reset does not advance sim time: the new episode's first frame carries
+    # the stamp of the previous episode's last (already answered) frame.
+    from vla_eqm_ros.nodes.trigger import ObservationTrigger
+
+    trig = ObservationTrigger("corner", ["/joint_states"], max_wait=0.05)
+    for name in ("/joint_states", "corner"):
+        trig.arrived(name, 2.0, received=2.0)
+    assert trig.ready(now=2.0) and trig.consume() == 1
+    trig.new_episode()
+    assert not trig.ready(now=2.01), "the old episode's frame must not be answered again"
+    for name in ("/joint_states", "corner"):
+        trig.arrived(name, 2.0, received=2.02)  # the reset frame, same stamp
+    assert trig.ready(now=2.02) and trig.consume() == 1
+    assert not trig.ready(now=2.03), "one cycle per frame, also after a reset"

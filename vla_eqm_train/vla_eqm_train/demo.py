@@ -166,8 +166,10 @@ def run_demo(checkpoint: Path | None, tasks: list[str] | None, episodes: int, ma
         _wait(lambda: reset_client.service_is_ready(), 30.0)
         for task in tasks:
             for variation in range(episodes):
-                reset_client.call_async(Trigger.Request())  # fresh warm start per episode
-                time.sleep(0.1)
+                # fresh warm start, and the next frame starts the episode (before the sim reset)
+                future = reset_client.call_async(Trigger.Request())
+                if not _wait(future.done, 10.0):
+                    raise SystemExit("the policy node did not answer ~/reset")
                 with lock:
                     statuses.clear()
                 status["last"] = None

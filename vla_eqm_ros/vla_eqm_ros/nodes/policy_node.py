@@ -275,6 +275,8 @@ class PolicyNode(ControlCycle, ManagedNode):
     def _srv_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         with self._lock:
             self._reset_pending = True
+            if self._trigger is not None:
+                self._trigger.new_episode()
         resp.success, resp.message = True, "warm start and action queue reset"
         return resp
 

@@ -38,6 +38,7 @@ class ObservationTrigger:
         self._consumed_stamp = -math.inf
         self._frames = 0  # reference frames seen
         self._frames_consumed = 0
+        self._episode_start = -1  # frames seen when the episode was reset (-1: no reset pending)
 
     def arrived(self, name: str, stamp: float, received: float) -> None:
         """Record a decoded input sample (name as the assembler names it)."""
@@ -53,7 +54,12 @@ class ObservationTrigger:
         """A new reference frame exists and its partners caught up (or waited long enough)."""
         with self._lock:
             ref = self._newest.get(self.reference)
-            if ref is None or ref <= self._consumed_stamp:
+            if ref is None:
+                return False
+            if self._episode_start >= 0:  # after an episode reset: any frame that came later
+                if self._frames <= self._episode_start:
+                    return False
+            elif ref <= self._consumed_stamp:
                 return False
             complete = all(self._newest.get(p, -math.inf) >= ref - STAMP_TOLERANCE
                            for p in self.partners)
@@ -63,9 +69,18 @@ class ObservationTrigger:
         """Mark the newest frame as used; returns how many frames arrived since the last cycle."""
         with self._lock:
             self._consumed_stamp = self._newest.get(self.reference, -math.inf)
+            self._episode_start = -1
             new = self._frames - self._frames_consumed
             self._frames_consumed = self._frames
             return max(new, 1)
+
+    def new_episode(self) -> None:
+        """The next reference frame starts an episode: it triggers even at an already-answered
+        stamp (a simulator reset does not advance sim time, so its first frame may carry the
+        stamp of the previous episode's last one). Frames that arrived before this call do not.
+        """
+        with self._lock:
+            self._episode_start = self._frames
 
     def reset(self) -> None:
         """Forget history (activation): frames seen while inactive do not count as dropped."""
