@@ -246,6 +246,10 @@ def measure(robot: Robot, seconds: float, trigger: str) -> dict:
     out["node_e2e_ms_p99"] = float(diag1.get("sensor_to_command_ms_p99", "nan"))
     out["node_cycle_ms_p99"] = float(diag1.get("cycle_ms_p99", "nan"))
     out["node_solve_ms_p50"] = float(diag1.get("solve_ms_p50", "nan"))
+    out["node_holds"] = int(diag1.get("holds", "0")) - int(diag0.get("holds", "0"))
+    out["node_last_hold_reason"] = diag1.get("last_hold_reason", "")
+    log(f"diag at start: {diag0}")
+    log(f"diag at end: {diag1}")
     return out
 
 
@@ -257,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--execute-steps", type=int, default=0, help="0 = the checkpoint's")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--rate", type=float, default=20.0, help="observation rate, Hz")
+    p.add_argument("--execution", choices=("sync", "async"), default=None,
+                   help="the node's execution mode (default: config/policy.yaml's)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra node parameter, repeatable (e.g. gil_switch_interval_ms:=5)")
     args = p.parse_args(argv)
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # loopback only, always
@@ -280,26 +288,35 @@ def main(argv: list[str] | None = None) -> int:
             params.append(f"k_max:={args.k_max}")
         if args.execute_steps:
             params.append(f"execute_steps:={args.execute_steps}")
+        if args.execution:
+            params.append(f"execution:={args.execution}")
+        params += args.param
         cmd = [sys.executable, "-c", "from vla_eqm_ros.nodes.bringup import main; main()",
                "--checkpoint", str(ckpt)] + [a for prm in params for a in ("--param", prm)]
         log(f"checkpoint: {label}; node: {' '.join(params)}; domain {env['ROS_DOMAIN_ID']}")
         robot = Robot(contract, args.rate)
         robot.publishing.set()
-        node = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
-        decoded = False
-        try:
-            decoded = wait_for(lambda: len(robot.iterations) > 0, timeout=180)
-            if decoded:
-                run = measure(robot, args.seconds, args.trigger)
-        finally:
-            node.send_signal(signal.SIGINT)
+        # the node's log goes to a file, never an undrained pipe: a full pipe blocks the node's
+        # logging calls and would stall it (a measured artefact, not the node's latency)
+        node_log = Path(tmp) / "policy_node.log"
+        with open(node_log, "w") as log_file:
+            node = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
+                                    text=True)
+            decoded = False
             try:
-                _, err = node.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                node.kill()
-                _, err = node.communicate()
-            robot.close()
+                decoded = wait_for(lambda: len(robot.iterations) > 0, timeout=180)
+                if decoded:
+                    run = measure(robot, args.seconds, args.trigger)
+            finally:
+                node.send_signal(signal.SIGINT)
+                try:
+                    node.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    node.kill()
+                    node.wait()
+                robot.close()
+        err = node_log.read_text(errors="replace")
+        run_log_lines = err.count("\n")
         if node.returncode != 0 or not decoded:
             log(f"node exited {node.returncode}; its log ends with:\n{err[-3000:]}")
         if not decoded:
@@ -314,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "target_rate_hz": args.rate,
         **run,
+        "node_log_lines": run_log_lines,
         "machine": f"{os.cpu_count()} CPU cores shared with other jobs; load average "
                    f"{os.getloadavg()[0]:.1f} at the end",
     }

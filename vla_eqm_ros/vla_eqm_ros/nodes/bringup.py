@@ -81,6 +81,7 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
+    from vla_eqm_ros.nodes import parameters
     from vla_eqm_ros.nodes.policy_node import PolicyNode
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -97,6 +98,7 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
     for item in opts.param:
         name, _, value = item.partition(":=")
         params[name] = _parse_value(value)
+    params = {k: parameters.coerce(k, v) for k, v in params.items()}
     if opts.checkpoint:
         params["checkpoint"] = opts.checkpoint
     context = Context()

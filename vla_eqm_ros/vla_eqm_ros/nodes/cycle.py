@@ -26,6 +26,7 @@ import numpy as np
 
 from vla_eqm_ros.nodes import outputs, parameters
 from vla_eqm_ros.nodes.control import Plan
+from vla_eqm_ros.nodes.diagnostics import reason_kind
 from vla_eqm_ros.nodes.markers import plan_markers
 from vla_eqm_ros.observation import Observation
 
@@ -71,6 +72,9 @@ class ControlCycle:
         with self._cycle_lock:
             if not self._active or self._trigger is None or not self._trigger.ready(self._now()):
                 return
+            stamp, received = self._trigger.latest()
+            if stamp > 0:
+                self.stats.delays((received - stamp) * 1e3, (self._now() - received) * 1e3)
             for _ in range(self._trigger.consume() - 1):
                 self.stats.drop()  # frames coalesced while the previous cycle ran
                 if self.output_mode == "joint_trajectory":
@@ -237,9 +241,10 @@ class ControlCycle:
         if self.contract is None or getattr(self, "command_pub", None) is None:
             return
         self.stats.hold(reason)
-        first = reason != getattr(self, "_holding", "")
+        # "first": a new kind of hold (the same stale inputs with older ages is not new)
+        first = reason_kind(reason) != reason_kind(getattr(self, "_holding", ""))
         if first:
-            self._throttled(f"hold:{reason[:40]}", f"holding position: {reason}")
+            self._throttled(f"hold:{reason[:60]}", f"holding position: {reason}")
         self._holding = reason
         names = self.contract.action.names
         if self.output_mode == "joint_trajectory":

@@ -8,11 +8,24 @@ interventions and the chunk boundary jump.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter, deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def reason_kind(reason: str) -> str:
+    """A reason with its numbers blanked out: the key that throttles its log line.
+
+    Reasons carry live values ("stale: corner (0.231 s > 0.200 s)"); keyed on the raw text, every
+    cycle would be a new reason and the throttle would let a line through per cycle, which at
+    80 Hz floods the log (and, with stderr on a pipe nobody drains, blocks the node).
+    """
+    return _NUMBER.sub("#", reason)
 
 
 class LoopStats:
@@ -26,6 +39,8 @@ class LoopStats:
         self.iterations: deque[int] = deque(maxlen=window)
         self.boundary_jump: deque[float] = deque(maxlen=window)
         self.e2e_ms: deque[float] = deque(maxlen=window)  # observation stamp -> command publish
+        self.transport_ms: deque[float] = deque(maxlen=window)  # frame stamp -> its receipt
+        self.dispatch_ms: deque[float] = deque(maxlen=window)  # frame receipt -> cycle start
         self.iterations_last = 0
         self.warm_used_last = False
         self.commands = 0
@@ -61,6 +76,13 @@ class LoopStats:
             self.commands += 1
             if e2e_ms is not None:
                 self.e2e_ms.append(e2e_ms)
+
+    def delays(self, transport_ms: float, dispatch_ms: float) -> None:
+        """Where a triggering frame's time went before its cycle: the sensor-to-command budget
+        split into DDS delivery (stamp -> subscription callback) and executor dispatch."""
+        with self._lock:
+            self.transport_ms.append(transport_ms)
+            self.dispatch_ms.append(dispatch_ms)
 
     def reject(self, key: str, reason: str = "") -> None:
         with self._lock:
@@ -101,7 +123,12 @@ class LoopStats:
                 "cycle_ms_p99": pct(self.cycle_ms, 99),
                 "sensor_to_command_ms_p50": pct(self.e2e_ms, 50),
                 "sensor_to_command_ms_p99": pct(self.e2e_ms, 99),
+                "transport_ms_p50": pct(self.transport_ms, 50),
+                "transport_ms_p99": pct(self.transport_ms, 99),
+                "dispatch_ms_p50": pct(self.dispatch_ms, 50),
+                "dispatch_ms_p99": pct(self.dispatch_ms, 99),
                 "solve_ms_p50": pct(self.solve_ms, 50),
+                "solve_ms_p99": pct(self.solve_ms, 99),
                 "iterations_p50": pct(self.iterations, 50),
                 "iterations_last": str(self.iterations_last),
                 "residual_last": f"{self.residual:.4g}",

@@ -63,6 +63,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("torch_threads", 1, "torch intra-op threads for the policy; 0 = torch's default. One "
          "thread leaves a core to the executor and avoids thread thrashing on a shared CPU.",
          0, 64, read_only=True),
+    Spec("gil_switch_interval_ms", 0.5, "Python's thread switch interval "
+         "(sys.setswitchinterval) for the node's process; 0 = leave Python's 5 ms. The solver "
+         "thread releases the GIL at every torch op; at 5 ms every hand-back waits a full "
+         "interval behind the executor's threads, which stretched 30 ms solves past a second.",
+         0.0, 20.0, read_only=True),
     Spec("trigger", "timer", "What starts a control cycle: timer (control_rate_hz) | "
          "observation (each new complete observation; lockstep sims, sensor-to-command "
          "latency; the timer then only watches for stale inputs).",
@@ -108,6 +113,19 @@ SPECS: tuple[Spec, ...] = (
          0.0, 5.0),
 )
 BY_NAME = {s.name: s for s in SPECS}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """An integer given for a floating-point parameter as that float (``control_rate_hz: 20``).
+
+    rclpy refuses an INTEGER override of a DOUBLE parameter and the node would fail to start;
+    YAML and ``--param`` users write ``20`` and mean ``20.0``. Other values pass unchanged, so
+    real type errors still reach rclpy's check.
+    """
+    spec = BY_NAME.get(name)
+    if spec is not None and isinstance(spec.default, float) and type(value) is int:
+        return float(value)
+    return value
 
 
 def descriptor(spec: Spec) -> ParameterDescriptor:

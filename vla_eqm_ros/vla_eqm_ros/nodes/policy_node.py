@@ -18,6 +18,7 @@ Cartesian plans are drawn as end-effector paths.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -37,7 +39,7 @@ from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.nodes import parameters
 from vla_eqm_ros.nodes.control import ChunkQueue, Plan, SolveWorker
 from vla_eqm_ros.nodes.cycle import ControlCycle
-from vla_eqm_ros.nodes.diagnostics import LoopStats
+from vla_eqm_ros.nodes.diagnostics import LoopStats, reason_kind
 from vla_eqm_ros.nodes.lifecycle_base import ManagedNode
 from vla_eqm_ros.nodes.safety import ActionGuard
 from vla_eqm_ros.nodes.sync import InputHub
@@ -128,6 +130,9 @@ class PolicyNode(ControlCycle, ManagedNode):
         threads = int(parameters.read(self, "torch_threads"))
         if threads > 0:
             torch.set_num_threads(threads)  # process-wide: the node owns its process
+        switch_ms = float(parameters.read(self, "gil_switch_interval_ms"))
+        if switch_ms > 0:
+            sys.setswitchinterval(switch_ms / 1e3)  # process-wide, like the torch threads
         ckpt = parameters.read(self, "checkpoint") or None
         self.get_logger().info(f"loading checkpoint {ckpt or '(shipped default)'}")
         policy = Policy.from_checkpoint(ckpt, device=parameters.read(self, "device"),
@@ -174,11 +179,18 @@ class PolicyNode(ControlCycle, ManagedNode):
         msg_type = JointTrajectory if self.output_mode == "joint_trajectory" else Float64MultiArray
         self.command_pub = self.create_lifecycle_publisher(msg_type, topic, 10)
         self.debug = bool(parameters.read(self, "publish_debug"))
-        self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, "~/action_chunk", 10)
-        self.status_pub = self.create_lifecycle_publisher(DecoderStatus, "~/decoder_status", 10)
-        self.marker_pub = self.create_lifecycle_publisher(MarkerArray, "~/plan_markers", 10)
+        # Debug outputs without rclpy's default QoS-event handlers: each handler is a waitable
+        # the Python executor rebuilds into its wait set on every wake-up (hundreds per second
+        # here), GIL time taken from the solver. The command and the inputs keep theirs.
+        quiet = {"event_callbacks": PublisherEventCallbacks(use_default_callbacks=False)}
+        self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, "~/action_chunk", 10,
+                                                         **quiet)
+        self.status_pub = self.create_lifecycle_publisher(DecoderStatus, "~/decoder_status", 10,
+                                                          **quiet)
+        self.marker_pub = self.create_lifecycle_publisher(MarkerArray, "~/plan_markers", 10,
+                                                          **quiet)
         self.diag_pub = self.create_lifecycle_publisher(
-            DiagnosticArray, parameters.read(self, "diagnostics_topic"), 10)
+            DiagnosticArray, parameters.read(self, "diagnostics_topic"), 10, **quiet)
         self.hub = InputHub(self, c, self._inputs_group, self._on_reject, self._on_goal,
                             self._on_input)
         if parameters.read(self, "trigger") == "observation":
@@ -248,6 +260,7 @@ class PolicyNode(ControlCycle, ManagedNode):
 
     def _throttled(self, key: str, text: str, period: float = 2.0) -> None:
         now = time.monotonic()
+        key = reason_kind(key)
         if now - self._log_times.get(key, -math.inf) >= period:
             self._log_times[key] = now
             self.get_logger().warning(text)
@@ -255,7 +268,7 @@ class PolicyNode(ControlCycle, ManagedNode):
     def _on_reject(self, topic: str, reason: str) -> None:
         self.stats.reject(topic, reason)
         # throttled per topic and kind of problem, so each distinct reason reaches the log
-        self._throttled(f"reject:{topic}:{reason[:32]}", f"rejected message on {topic}: {reason}")
+        self._throttled(f"reject:{topic}:{reason[:48]}", f"rejected message on {topic}: {reason}")
 
     def _on_goal(self, goal: str, changed: bool) -> None:
         if changed:

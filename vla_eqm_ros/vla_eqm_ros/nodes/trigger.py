@@ -65,6 +65,12 @@ class ObservationTrigger:
                            for p in self.partners)
             return complete or now - self._ref_received >= self.max_wait
 
+    def latest(self) -> tuple[float, float]:
+        """(stamp, receipt time) of the newest reference frame: the transport and dispatch delays
+        a cycle started from it can report."""
+        with self._lock:
+            return self._newest.get(self.reference, -math.inf), self._ref_received
+
     def consume(self) -> int:
         """Mark the newest frame as used; returns how many frames arrived since the last cycle."""
         with self._lock:
