@@ -56,6 +56,9 @@ SPECS: tuple[Spec, ...] = (
          read_only=True),
     Spec("diagnostics_topic", "/diagnostics", "Where diagnostic_msgs/DiagnosticArray goes.",
          read_only=True),
+    Spec("diagnostics_window", 200, "Samples behind each /diagnostics percentile (latency, "
+         "solve time, iterations, boundary jump): the last N cycles. A benchmark sizes it to "
+         "its whole run.", 10, 1_000_000, read_only=True),
     Spec("publish_debug", True, "Publish ~/action_chunk, ~/decoder_status and ~/plan_markers.",
          read_only=True),
     Spec("seed", 0, "Seed of the solver's initial noise (reproducible runs).", 0, 2**31 - 1,

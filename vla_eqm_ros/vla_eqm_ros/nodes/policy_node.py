@@ -60,7 +60,7 @@ class PolicyNode(ControlCycle, ManagedNode):
         self._cycle_lock = threading.RLock()  # held by a running cycle
         self._inputs_group = ReentrantCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
-        self.stats = LoopStats()
+        self.stats = LoopStats(int(parameters.read(self, "diagnostics_window")))
         self.policy: Any = None
         self.contract: Contract | None = None
         self._pending: dict[str, Any] = {}
@@ -231,6 +231,14 @@ class PolicyNode(ControlCycle, ManagedNode):
             self._active = False
         with self._cycle_lock:
             self._release()
+
+    def destroy_node(self) -> None:
+        """Join the solver thread first: a process that exits while that thread is inside torch
+        aborts ("terminate called without an active exception"), as async demo runs did."""
+        if getattr(self, "worker", None) is not None:
+            self.worker.close()
+            self.worker = None
+        super().destroy_node()
 
     def _release(self) -> None:
         if getattr(self, "worker", None) is not None:
