@@ -60,34 +60,52 @@ class ControlCycle:
                 self._watchdog()
 
     def _on_input(self, name: str, stamp: float, received: float) -> None:
-        """Hub hook (subscription threads): wake the cycle when an observation is complete."""
+        """Hub hook (subscription threads): run the cycle when an observation is complete.
+
+        The cycle runs right here, in the callback of the input that completed the observation,
+        when no other cycle holds the lock: a hop through the executor (guard condition, wait
+        set, thread pool) costs milliseconds of GIL time on a busy CPU. When the lock is taken
+        (a cycle, a service or a transition holds it) the guard condition hands the frame to the
+        timer's callback group instead, which waits for the lock.
+        """
         if self._trigger is None:
             return
         self._trigger.arrived(name, stamp, received)
-        if self._active and self._trigger.ready(received):
+        if not (self._active and self._trigger.ready(received)):
+            return
+        if self._cycle_lock.acquire(blocking=False):
+            try:
+                self._observation_cycle()
+            finally:
+                self._cycle_lock.release()
+        else:
             self._trigger_gc.trigger()
 
     def _on_observation(self) -> None:
         """Guard-condition callback (the timer's callback group: never two cycles at once)."""
         with self._cycle_lock:
-            if not self._active or self._trigger is None or not self._trigger.ready(self._now()):
-                return
-            stamp, received = self._trigger.latest()
-            if stamp > 0:
-                self.stats.delays((received - stamp) * 1e3, (self._now() - received) * 1e3)
-            for _ in range(self._trigger.consume() - 1):
-                self.stats.drop()  # frames coalesced while the previous cycle ran
-                if self.output_mode == "joint_trajectory":
-                    # the controller executed that point anyway: keep the queue on its clock, or a
-                    # lockstep simulator would wait for a trajectory the node never sends
-                    self.queue.pop()
-            self._run_cycle(from_timer=False)
+            self._observation_cycle()
+
+    def _observation_cycle(self) -> None:
+        """One cycle on the newest complete frame; the caller holds ``_cycle_lock``."""
+        if not self._active or self._trigger is None or not self._trigger.ready(self._now()):
+            return
+        stamp, received = self._trigger.latest()
+        if stamp > 0:
+            self.stats.delays((received - stamp) * 1e3, (self._now() - received) * 1e3)
+        for _ in range(self._trigger.consume() - 1):
+            self.stats.drop()  # frames coalesced while the previous cycle ran
+            if self.output_mode == "joint_trajectory":
+                # the controller executed that point anyway: keep the queue on its clock, or a
+                # lockstep simulator would wait for a trajectory the node never sends
+                self.queue.pop()
+        self._run_cycle(from_timer=False)
 
     def _watchdog(self) -> None:
         """Observation mode: hold within a control period once inputs are stale or missing."""
         now = self._now()
         if self._trigger.ready(now):  # a frame waited max_wait for its partners: run it now
-            self._on_observation()
+            self._observation_cycle()
             return
         if self._last_cycle_t is not None and now - self._last_cycle_t < 2 * self._period():
             self._quiet_since = None
