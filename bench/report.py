@@ -39,7 +39,10 @@ SECTION_TITLES = {
 }
 SERIES_STYLE = {"EqM": ("tab:blue", "o"), "FM": ("tab:red", "s")}
 WARM_COLORS = {"none": "tab:blue", "copy": "tab:orange", "shifted": "tab:green"}
-LATENCY_FIELDS = ("e2e_ms_p50", "e2e_ms_p99", "rate_hz", "iters_p50", "dropped_cycles")
+LATENCY_FIELDS = ("e2e_ms_p50", "e2e_ms_p99", "rate_hz", "iters_p50", "dropped_cycles",
+                  "fifo_exact", "node_e2e_ms_p99", "node_transport_ms_p99",
+                  "node_dispatch_ms_p99", "node_cycle_ms_p99", "node_solve_ms_p50",
+                  "node_solve_ms_p99")
 EXECUTION_FIELDS = ("success_rate", "episodes", "iters_p50", "decode_ms_p50",
                     "boundary_jump_p50", "boundary_jump_max", "holds", "dropped_cycles")
 
@@ -536,11 +539,13 @@ def _md_latency(s: dict[str, Any]) -> list[str]:
     runs = _ok_runs(s)
     if not runs:
         return []
-    m = runs[0]["metrics"]
-    lines = _table(["metric", "value"], [[k, m.get(k)] for k in LATENCY_FIELDS])
-    extra = [k for k in ("checkpoint", "trigger", "seconds", "target_rate_hz", "e2e_definition",
-                         "machine") if k in m]
-    lines += ["", *(f"- {k}: {m[k]}" for k in extra)]
+    ms = [r["metrics"] for r in runs]
+    heads = ["metric", *(f"{m.get('execution', 'sync')}" for m in ms)]
+    lines = _table(heads, [[k, *(m.get(k) for m in ms)] for k in LATENCY_FIELDS])
+    for m in ms:
+        extra = [k for k in ("checkpoint", "trigger", "seconds", "target_rate_hz",
+                             "control_rate_hz", "e2e_definition", "machine") if k in m]
+        lines += ["", f"{m.get('execution', 'sync')}:", *(f"- {k}: {m[k]}" for k in extra)]
     return lines
 
 

@@ -169,12 +169,19 @@ def demo_run(args: argparse.Namespace, mode: str, raw_dir: Path) -> Run:
                f"{env} " + shlex.join(["vla-eqm", "demo", *tool_args, "--json", _rel(out)]), est)
 
 
-def bench_run(args: argparse.Namespace, section: str) -> Run:
-    """A ``bench/<name>.py`` subprocess that prints one JSON object on stdout."""
+def bench_run(args: argparse.Namespace, section: str, execution: str = "sync") -> Run:
+    """A ``bench/<name>.py`` subprocess that prints one JSON object on stdout.
+
+    The latency bench runs once per execution mode: sync answers each frame from a chunk
+    solved on it (the solve is on the e2e path every ``execute_steps`` frames), async from the
+    chunk solved in the background (the solve is off the path).
+    """
     if section == "latency":
-        script, tool_args = "bench/node_latency.py", ["--seconds", f"{args.node_seconds:g}"]
-        params: dict[str, Any] = {"tool": "node_latency", "seconds": args.node_seconds}
-        slug, est, off = f"s{args.node_seconds:g}", args.node_seconds + 45.0, 5
+        script = "bench/node_latency.py"
+        tool_args = ["--seconds", f"{args.node_seconds:g}", "--execution", execution]
+        params: dict[str, Any] = {"tool": "node_latency", "seconds": args.node_seconds,
+                                  "execution": execution}
+        slug, est, off = f"{execution}-s{args.node_seconds:g}", args.node_seconds + 45.0, 5
     else:
         script, tool_args = "bench/decoder.py", ["--cycles", str(args.decoder_cycles)]
         params = {"tool": "decoder", "cycles": args.decoder_cycles}
@@ -210,7 +217,7 @@ def plan(args: argparse.Namespace, raw_dir: Path) -> dict[str, list[Run]]:
             runs.append(owned[ident])
         out[section] = runs
     out["execution"] = [demo_run(args, m, raw_dir) for m in grid.execution]
-    out["latency"] = [bench_run(args, "latency")]
+    out["latency"] = [bench_run(args, "latency", m) for m in ("sync", "async")]
     out["decoder"] = [bench_run(args, "decoder")]
     return {s: out[s] for s in SECTIONS if s in args.only}
 

@@ -254,7 +254,8 @@ def test_the_default_eqm_setting_has_one_cache_key_across_sections(tmp_path):
                and r.params.get("warm_start") == "shifted"}
     assert len(default) == 1 and next(iter(default)).startswith("budget__eqm-tau0.1-k50-shifted")
     unique = {r.key for runs in sections.values() for r in runs}
-    assert len(unique) == 16  # 8 budget + 2 new taus + 2 new warm modes + 2 execution + 2 benches
+    # 8 budget + 2 new taus + 2 new warm modes + 2 execution + latency (sync, async) + decoder
+    assert len(unique) == 17
     assert [r.params["fm_steps"] for r in sections["budget"] if r.series == "FM"] == [2, 5, 10]
     # different episodes -> a different key: a cached run is never reused for other settings
     other = run_all.plan(run_all.parse_args(["--out", str(tmp_path), "--episodes", "3"]),
