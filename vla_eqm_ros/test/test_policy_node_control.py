@@ -132,6 +132,8 @@ def test_diagnostics_carry_rate_latency_solver_depth_input_ages_and_drops(make_h
     assert int(values["warm_start_used"]) >= 1
     assert values["warm_start_used_last"] in ("true", "false")
     assert int(values["dropped_cycles"]) >= 0
+    for key in ("solve_ms_p50", "solve_ms_p99"):
+        assert float(values[key]) > 0.0, key
     status = h.diagnostics[-1].status[0]
     assert status.name == f"{h.name}: policy loop" and "active" in status.message
 
@@ -218,3 +220,35 @@ def test_after_an_episode_reset_the_first_frame_triggers_even_at_an_answered_sta
         trig.arrived(name, 2.0, received=2.02)  # the reset frame, same stamp
     assert trig.ready(now=2.02) and trig.consume() == 1
     assert not trig.ready(now=2.03), "one cycle per frame, also after a reset"
+
+
+def test_the_trigger_reports_the_stamp_and_receipt_of_the_newest_frame() -> None:
+    from vla_eqm_ros.nodes.trigger import ObservationTrigger
+
+    trig = ObservationTrigger("corner", ["/joint_states"], max_wait=0.05)
+    trig.arrived("corner", 1.00, received=1.004)
+    trig.arrived("corner", 1.05, received=1.058)
+    trig.arrived("/joint_states", 1.05, received=1.060)  # a partner does not change the frame
+    assert trig.latest() == (1.05, 1.058)
+
+
+def test_transport_and_dispatch_delays_reach_the_diagnostics_summary() -> None:
+    from vla_eqm_ros.nodes.diagnostics import LoopStats
+
+    stats = LoopStats(window=10)
+    for i in range(20):  # only the last 10 count
+        stats.delays(transport_ms=float(i), dispatch_ms=100.0 + i)
+    out = stats.summary()
+    assert float(out["transport_ms_p50"]) == pytest.approx(14.5)
+    assert float(out["dispatch_ms_p99"]) == pytest.approx(118.91)
+
+
+def test_a_reason_with_changing_numbers_is_one_kind_of_reason() -> None:
+    # Keyed on the raw text, "stale: corner (0.231 s > 0.200 s)" was a new reason every cycle
+    # and the throttled warning went out at the control rate.
+    from vla_eqm_ros.nodes.diagnostics import reason_kind
+
+    a = reason_kind("stale: corner (0.231 s > 0.200 s), /joint_states (1.5e-1 s > 0.1 s)")
+    b = reason_kind("stale: corner (30.845 s > 0.200 s), /joint_states (12 s > 0.1 s)")
+    assert a == b
+    assert reason_kind("stale: corner (0.2 s > 0.1 s)") != reason_kind("missing: corner")

@@ -93,3 +93,31 @@ def test_narrower_action_limits_clamp_the_published_commands(running):
     assert running.wait_for(lambda: len(running.commands_since(t)) >= 5)
     for msg in running.commands_since(t):
         assert all(-0.01 <= v <= 0.01 for v in msg.data)
+
+
+def test_the_parameter_doc_lists_every_declared_parameter_with_its_default_and_range() -> None:
+    """docs/policy_node.md embeds the generated table: a new or changed parameter fails here
+    until the doc is regenerated (``python -c "from vla_eqm_ros.nodes.parameters import
+    markdown_table; print(markdown_table())"``)."""
+    from pathlib import Path
+
+    from vla_eqm_ros.nodes import parameters
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "policy_node.md").read_text()
+    table = parameters.markdown_table()
+    assert table in doc
+    for spec in parameters.SPECS:
+        assert f"| `{spec.name}` |" in table
+    assert "| `tau` | 0.1 (checkpoint's when unset) | [0, 2] | yes |" in table
+
+
+def test_an_integer_for_a_floating_point_parameter_is_taken_as_that_float() -> None:
+    # rclpy refuses an INTEGER override of a DOUBLE parameter: `control_rate_hz: 20` in YAML or
+    # `--param control_rate_hz:=20` would otherwise stop the node from starting.
+    from vla_eqm_ros.nodes.parameters import coerce
+
+    assert coerce("control_rate_hz", 20) == 20.0 and type(coerce("control_rate_hz", 20)) is float
+    assert type(coerce("k_max", 20)) is int  # integer parameters stay integers
+    assert coerce("publish_debug", True) is True  # bool is not an integer here
+    assert coerce("tau", "x") == "x"  # a real type error still reaches rclpy's check
+    assert coerce("no_such_parameter", 3) == 3

@@ -118,6 +118,33 @@ SPECS: tuple[Spec, ...] = (
 BY_NAME = {s.name: s for s in SPECS}
 
 
+def markdown_table() -> str:
+    """Every parameter as a markdown table (name, default, range or choices, live?, meaning).
+
+    ``docs/policy_node.md`` embeds this text verbatim and a test compares the two, so the
+    documented defaults and ranges are the declared ones.
+    """
+    rows = ["| parameter | default | range / choices | live | description |",
+            "|---|---|---|---|---|"]
+    for s in SPECS:
+        if isinstance(s.default, Parameter.Type):
+            default = "(contract)"
+        elif s.from_checkpoint:
+            default = f"{s.default!r} (checkpoint's when unset)"
+        else:
+            default = repr(s.default)
+        if s.lo is not None and s.hi is not None:
+            bounds = f"[{s.lo:g}, {s.hi:g}]"
+        elif s.choices:
+            bounds = " \\| ".join(c or "(empty)" for c in s.choices)
+        else:
+            bounds = ""
+        live = "no (read-only)" if s.read_only else "yes"
+        desc = s.description.replace("|", "\\|")
+        rows.append(f"| `{s.name}` | {default} | {bounds} | {live} | {desc} |")
+    return "\n".join(rows) + "\n"
+
+
 def coerce(name: str, value: Any) -> Any:
     """An integer given for a floating-point parameter as that float (``control_rate_hz: 20``).
 
