@@ -11,7 +11,9 @@ drops no cycle). When cycles were dropped that pairing is inexact, and e2e is th
 measurement (observation stamp -> command publish, same wall clock) over the whole window: the
 bench sets ``diagnostics_window`` to the window's size. ``e2e_definition`` says which was used;
 ``node_e2e_ms_*`` is always the node's figure, next to its split into ``node_transport_ms_*``
-(stamp -> subscription callback) and ``node_dispatch_ms_*`` (callback -> cycle start). With
+(stamp -> subscription callback) and ``node_dispatch_ms_*`` (callback -> cycle start);
+``robot_publish_lag_ms_*`` is this harness's own share of the transport (stamp -> the frame's last
+message handed to DDS). With
 ``--trigger timer`` a command answers the timer, not a frame, so e2e is the node's figure.
 
 The node's loop runs at the camera rate (``control_rate_hz`` = ``--rate`` unless
@@ -87,7 +89,7 @@ class Robot:
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
         from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from rclpy.qos import qos_profile_sensor_data as sensor_qos
         from sensor_msgs.msg import Image, JointState
@@ -95,6 +97,11 @@ class Robot:
 
         from vla_eqm_msgs.msg import DecoderStatus
 
+        # This process stands in for camera and joint drivers, which on a robot are C++ nodes.
+        # Its publisher thread shares the GIL with its executor thread; at Python's default 5 ms
+        # switch interval a frame could leave tens of ms after its stamp, charged to the node.
+        # publish_lag_ms (stamp -> last message of the frame handed to DDS) shows what is left.
+        sys.setswitchinterval(0.0005)
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("bench_robot", context=self.context)
@@ -125,7 +132,8 @@ class Robot:
                                              dtype=np.uint8).tobytes() for c in contract.cameras}
         self._Image, self._JointState, self._PoseStamped = Image, JointState, PoseStamped
         self.publishing = threading.Event()
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.publish_lag: list[tuple[float, float]] = []  # (stamp, ms to the frame's last publish)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
         threading.Thread(target=self._publish_loop, daemon=True).start()
@@ -170,8 +178,10 @@ class Robot:
                                       step=cam.width * 3, data=self._frames[cam.name])
                     img.header.stamp.sec, img.header.stamp.nanosec = divmod(now_ns, 10**9)
                     pub.publish(img)
+                lag_ms = (time.time_ns() - now_ns) * 1e-6
                 with self.lock:
                     self.sent.append(now_ns * 1e-9)
+                    self.publish_lag.append((now_ns * 1e-9, lag_ms))
             time.sleep(max(0.0, next_t - time.time()))
 
     def close(self) -> None:
@@ -229,6 +239,9 @@ def measure(robot: Robot, seconds: float, trigger: str) -> dict:
         solve_e2e = [ms for stamp, ms in robot.solve_e2e  # fed window only (received by t1)
                      if t0 <= stamp and stamp + ms / 1e3 <= t1]
     out.update(solve_e2e_ms_p50=pct(solve_e2e, 50), solve_e2e_ms_p99=pct(solve_e2e, 99))
+    with robot.lock:
+        lag = [ms for stamp, ms in robot.publish_lag if t0 <= stamp <= t1]
+    out.update(robot_publish_lag_ms_p50=pct(lag, 50), robot_publish_lag_ms_p99=pct(lag, 99))
     node_e2e = {q: float(diag1.get(f"sensor_to_command_ms_p{q}", "nan")) for q in (50, 99)}
     if trigger == "observation":
         n = min(len(sent), len(in_window))

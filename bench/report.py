@@ -42,7 +42,7 @@ WARM_COLORS = {"none": "tab:blue", "copy": "tab:orange", "shifted": "tab:green"}
 LATENCY_FIELDS = ("e2e_ms_p50", "e2e_ms_p99", "rate_hz", "iters_p50", "dropped_cycles",
                   "fifo_exact", "node_e2e_ms_p99", "node_transport_ms_p99",
                   "node_dispatch_ms_p99", "node_cycle_ms_p99", "node_solve_ms_p50",
-                  "node_solve_ms_p99")
+                  "node_solve_ms_p99", "robot_publish_lag_ms_p99")
 EXECUTION_FIELDS = ("success_rate", "episodes", "iters_p50", "decode_ms_p50",
                     "boundary_jump_p50", "boundary_jump_max", "holds", "dropped_cycles")
 
