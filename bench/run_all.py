@@ -1,6 +1,6 @@
 """The benchmark suite: every bench and closed-loop comparison, one JSON, one Markdown page, plots.
 
-    python bench/run_all.py                          # the whole suite (~45 min on 2 cores)
+    python bench/run_all.py                          # the whole suite (~30-45 min on 2 cores)
     python bench/run_all.py --only tau,warm --episodes 5
     python bench/run_all.py --quick --out /tmp/smoke  # tiny settings: does the machinery work?
 
