@@ -12,6 +12,7 @@ LOCALHOST (``--allow-network`` lifts that on a real robot network) and sets it w
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import os
 import sys
@@ -24,6 +25,7 @@ import yaml
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # source tree: vla_eqm_ros/
 DEFAULT_CONFIG = PACKAGE_ROOT / "config" / "policy.yaml"
+SHUTDOWN_WATCHDOG_S = 15.0  # s: longer than any clean shutdown (worker join 5 s, executor 2 s)
 
 
 def require_loopback(allow_network: bool = False) -> None:
@@ -125,6 +127,10 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C must end the process. Should the shutdown below ever block (a callback that never
+        # returns keeps the executor's thread pool from joining: seen once in CI, not reproduced),
+        # every thread's stack goes to stderr and the process exits 1 instead of hanging.
+        faulthandler.dump_traceback_later(SHUTDOWN_WATCHDOG_S, exit=True)
         if node._active:
             node.trigger_deactivate()
         executor.shutdown(timeout_sec=2.0)
@@ -132,6 +138,7 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
             n.destroy_node()
         if context.ok():
             rclpy.shutdown(context=context)
+        faulthandler.cancel_dump_traceback_later()
     return code
 
 
@@ -149,6 +156,13 @@ def autostart_node(node: Any) -> int:
     return 0
 
 
+def exit_process(code: int) -> None:
+    """Exit with ``code``; the watchdog stays armed through interpreter teardown (atexit joins
+    the executor's pool threads), so a stuck thread still ends in stack traces, not a hang."""
+    faulthandler.dump_traceback_later(SHUTDOWN_WATCHDOG_S, exit=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console script ``bringup``: autostart follows the YAML ``autostart`` (default true)."""
-    sys.exit(run_nodes(argv, autostart=True))
+    exit_process(run_nodes(argv, autostart=True))

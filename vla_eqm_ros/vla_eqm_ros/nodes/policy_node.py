@@ -316,7 +316,7 @@ class PolicyNode(ControlCycle, ManagedNode):
 
 def main(args: list[str] | None = None) -> None:
     """``ros2 run vla_eqm_ros policy_node``: the node alone, configured/activated from outside."""
-    from vla_eqm_ros.nodes.bringup import run_nodes
+    from vla_eqm_ros.nodes.bringup import exit_process, run_nodes
 
-    run_nodes(args, autostart=None)
+    exit_process(run_nodes(args, autostart=None))
 
