@@ -328,8 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         # logging calls and would stall it (a measured artefact, not the node's latency)
         node_log = Path(tmp) / "policy_node.log"
         with open(node_log, "w") as log_file:
+            # SIGINT as from a terminal, also when this bench runs as a background job (whose
+            # children start with SIGINT ignored): the stop below must reach the node
             node = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
-                                    text=True)
+                                    text=True, preexec_fn=lambda: signal.signal(
+                                        signal.SIGINT, signal.SIG_DFL))
             decoded = False
             try:
                 decoded = wait_for(lambda: len(robot.iterations) > 0, timeout=180)

@@ -14,6 +14,13 @@ import time
 from policy_node_harness import Harness, build_checkpoint, is_hold
 
 
+def _ctrl_c_enabled() -> None:
+    """The child gets SIGINT as a terminal delivers it. A shell without job control (a CI
+    runner's background job, ``nohup ... &``) starts children with SIGINT ignored, and an
+    ignored SIGINT stays ignored across exec: the node would never see this test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_bringup_autostarts_commands_and_exits_cleanly_on_sigint(ros_env, tmp_path) -> None:
     ckpt = build_checkpoint(tmp_path / "ckpt")
     # The harness is the robot here; its own policy node stays unconfigured (silent) and is
@@ -22,7 +29,8 @@ def test_bringup_autostarts_commands_and_exits_cleanly_on_sigint(ros_env, tmp_pa
     proc = subprocess.Popen(
         [sys.executable, "-c", "from vla_eqm_ros.nodes.bringup import main; main()",
          "--checkpoint", str(ckpt), "--param", "execute_steps:=2"],
-        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ctrl_c_enabled)
     try:
         io.publish_goal("press the button")
         io.start_stream()
