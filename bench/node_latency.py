@@ -50,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 for pkg in ("vla_eqm_ros", "vla_eqm_sim", "vla_eqm_train"):
     sys.path.insert(0, str(ROOT / pkg))
 
+from vla_eqm_ros.waiting import wait_until  # noqa: E402  (the source tree, put on the path above)
+
 JOINTS = ["j0", "j1", "j2", "j3"]
 ALIGN_GAP_S = 0.15  # pause before the window: in-flight answers land, FIFO starts clean
 
@@ -193,15 +195,6 @@ class Robot:
             rclpy.shutdown(context=self.context)
 
 
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def pct(xs, q: float) -> float:
     return round(float(np.percentile(xs, q)), 2) if len(xs) else float("nan")
 
@@ -213,7 +206,7 @@ def measure(robot: Robot, seconds: float, trigger: str) -> dict:
     time.sleep(ALIGN_GAP_S)
     # alignment: wait until every observation sent so far was answered (quiet for a gap)
     quiet = lambda: time.time() - (robot.commands[-1] if robot.commands else 0) > ALIGN_GAP_S  # noqa: E731
-    wait_for(quiet, timeout=0.8)
+    wait_until(quiet, timeout=0.8, poll=0.05)
     with robot.lock:
         diag0 = robot.diag[-1][1] if robot.diag else {}
         n_cmd0 = len(robot.commands)
@@ -335,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                                         signal.SIGINT, signal.SIG_DFL))
             decoded = False
             try:
-                decoded = wait_for(lambda: len(robot.iterations) > 0, timeout=180)
+                decoded = wait_until(lambda: len(robot.iterations) > 0, timeout=180, poll=0.05)
                 if decoded:
                     run = measure(robot, args.seconds, args.trigger)
             finally:

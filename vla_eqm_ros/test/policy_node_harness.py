@@ -36,6 +36,7 @@ from vla_eqm_ros.config import get_preset
 from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.nodes.policy_node import PolicyNode
+from vla_eqm_ros.waiting import wait_until
 
 JOINTS = ["j0", "j1", "j2", "j3"]
 CONTRACT = {
@@ -182,13 +183,11 @@ class Harness:
             self._stream_thread.join()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def locked() -> bool:
             with self.lock:
-                if predicate():
-                    return True
-            time.sleep(0.02)
-        return False
+                return predicate()
+
+        return wait_until(locked, timeout)
 
     def commands_since(self, t: float) -> list[Any]:
         with self.lock:

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 CORE = ["config", "observation", "language", "vision", "backbone", "expert", "model",
-        "objectives", "solvers", "warm_start", "normalization", "checkpoint", "policy"]
+        "objectives", "solvers", "warm_start", "normalization", "checkpoint", "policy",
+        "waiting"]
 
 SCRIPT = """
 import sys

@@ -25,6 +25,7 @@ from vla_eqm_ros.config import get_preset
 from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.nodes.policy_node import PolicyNode
+from vla_eqm_ros.waiting import wait_until
 
 sim_bridge = pytest.importorskip("vla_eqm_sim.nodes.sim_bridge")
 metaworld_backend = pytest.importorskip("vla_eqm_sim.metaworld_backend")
@@ -81,12 +82,7 @@ def test_n_observations_give_n_commands_and_the_lockstep_bridge_advances_n_steps
     spin.start()
 
     def wait_for(predicate, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return False
+        return wait_until(predicate, timeout)
 
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS

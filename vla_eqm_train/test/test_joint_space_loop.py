@@ -41,6 +41,7 @@ from trajectory_msgs.msg import JointTrajectory
 import vla_eqm_sim
 from vla_eqm_ros.checkpoint import load_config
 from vla_eqm_ros.nodes.policy_node import PolicyNode
+from vla_eqm_ros.waiting import wait_until
 from vla_eqm_sim.metaworld_backend import SAWYER_JOINTS
 from vla_eqm_sim.nodes.sim_bridge import SIM_TIME_ORIGIN_NS, SimBridge
 from vla_eqm_sim.sawyer_joint import ARM_JOINTS
@@ -73,15 +74,6 @@ def joint_checkpoint(tmp_path_factory) -> Path:
                     "--out", str(root / "ckpt"), "--run-dir", str(root / "run"),
                     "--steps", "3", "--no-progress"]) == 0
     return root / "ckpt"
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -121,15 +113,15 @@ def closed_loop(joint_checkpoint) -> dict[str, Any]:
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        assert _wait(lambda: bridge._image_pubs["corner"].get_subscription_count() >= 1
+        assert wait_until(lambda: bridge._image_pubs["corner"].get_subscription_count() >= 1
                      and bridge._joint_pub.get_subscription_count() >= 2
                      and node.command_pub.get_subscription_count() >= 2, 30.0), "discovery"
         ok, why = bridge.reset_episode(TASK, 0, 1000)  # a held-out variation: demos used seed 0
         assert ok, why
-        advanced = _wait(lambda: bridge.backend.step_count >= MIN_STEPS, 90.0)
+        advanced = wait_until(lambda: bridge.backend.step_count >= MIN_STEPS, 90.0)
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
         # quiet: the hold trajectory reached the probe and its step's joint state too
-        assert _wait(lambda: len(trajectories) == node.stats.solves + 1 and joint_states
+        assert wait_until(lambda: len(trajectories) == node.stats.solves + 1 and joint_states
                      and _step_of(joint_states[-1], bridge.backend.dt)
                      == bridge.backend.step_count, 10.0)
         time.sleep(0.3)  # and nothing else arrives

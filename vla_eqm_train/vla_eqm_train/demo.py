@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_eqm_ros.waiting import wait_until
+
 DEFAULT_SEED = 1000  # held out: vla-eqm record uses seed 0 for the training demos
 # Parameters the demo owns: the lockstep loop needs trigger=observation, and the checkpoint has
 # its own flag (its config also decides the tasks and the camera size).
@@ -191,6 +193,7 @@ def run_demo(checkpoint: Path | None, tasks: list[str] | None, episodes: int, ma
     from vla_eqm_msgs.msg import DecoderStatus, EpisodeStatus
     from vla_eqm_ros.checkpoint import load_config
     from vla_eqm_ros.contract import Contract
+    from vla_eqm_ros.nodes.bringup import shut_down
     from vla_eqm_ros.nodes.policy_node import PolicyNode
     from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
     from vla_eqm_sim.nodes.sim_bridge import SimBridge
@@ -281,8 +284,8 @@ def run_demo(checkpoint: Path | None, tasks: list[str] | None, episodes: int, ma
                     "param_overrides": params}
         if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
             raise SystemExit("policy node failed to activate (see its log above)")
-        _wait(lambda: reset_client.service_is_ready(), 30.0)
-        if not _wait(recorder.matched, 10.0):
+        wait_until(lambda: reset_client.service_is_ready(), 30.0)
+        if not wait_until(recorder.matched, 10.0):
             emit("# recorder: not every topic matched a publisher in 10 s; the bag may miss "
                  "the first messages")
         sync = settings["execution"] == "sync"
@@ -305,7 +308,7 @@ def run_demo(checkpoint: Path | None, tasks: list[str] | None, episodes: int, ma
             for variation in range(episodes):
                 # fresh warm start, and the next frame starts the episode (before the sim reset)
                 future = reset_client.call_async(Trigger.Request())
-                if not _wait(future.done, 10.0):
+                if not wait_until(future.done, 10.0):
                     raise SystemExit("the policy node did not answer ~/reset")
                 with lock:
                     statuses.clear()
@@ -315,9 +318,9 @@ def run_demo(checkpoint: Path | None, tasks: list[str] | None, episodes: int, ma
                 ok, why = bridge.reset_episode(task, variation, seed)
                 if not ok:
                     raise SystemExit(f"sim reset to {task}/{variation} failed: {why}")
-                done = _wait(lambda: status["last"] is not None and status["last"].done,
+                done = wait_until(lambda: status["last"] is not None and status["last"].done,
                              timeout=max_steps * 2.0)
-                if done and not _wait(lambda s=solves0: drained(s), 5.0):
+                if done and not wait_until(lambda s=solves0: drained(s), 5.0):
                     emit(f"# {task} var {variation}: late messages may count to the next episode")
                 last = status["last"]
                 with lock:
@@ -340,16 +343,9 @@ def run_demo(checkpoint: Path | None, tasks: list[str] | None, episodes: int, ma
     finally:
         bar.close()
         recorder.stop()
-        if node is not None and node._state_machine.current_state[1] == "active":
-            node.trigger_deactivate()
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-        for n in reversed(nodes):
-            n.destroy_node()
+        shut_down(context, executor, list(reversed(nodes)), policy_node=node)
         if bridge is not None:
             bridge.backend.close()
-        if context.ok():
-            rclpy.shutdown(context=context)
     _, _, chunks = art.extract(recorder.messages(), camera_topic)
     loop["boundary_jumps"] = art.boundary_jumps(chunks)
     summary = summarize(results, settings, loop)
@@ -366,15 +362,6 @@ def run_demo(checkpoint: Path | None, tasks: list[str] | None, episodes: int, ma
 def _plain(value: Any) -> Any:
     """A parameter value as JSON: rclpy returns array parameters as ``array.array``."""
     return value if value is None or isinstance(value, (str, bool, int, float)) else list(value)
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def run(args: argparse.Namespace) -> int:

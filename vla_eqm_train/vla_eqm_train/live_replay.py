@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vla_eqm_ros.waiting import wait_until
 from vla_eqm_train.live_compare import compare_live
 
 NODE_NAME = "policy_node"
@@ -89,15 +90,6 @@ def node_parameters(job: dict[str, Any], tau: list[float] | None,
     return params
 
 
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def live_episode(bag: Path, contract: Any, params: dict[str, Any], out_dir: Path,
                  rate: float) -> dict[str, Any]:
     """Play one bag against a fresh policy node, bag its outputs, compare; raises on failure."""
@@ -110,6 +102,7 @@ def live_episode(bag: Path, contract: Any, params: dict[str, Any], out_dir: Path
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
+    from vla_eqm_ros.nodes.bringup import shut_down
     from vla_eqm_ros.nodes.policy_node import PolicyNode
     from vla_eqm_train.bag_player import BagPlayer
 
@@ -136,12 +129,12 @@ def live_episode(bag: Path, contract: Any, params: dict[str, Any], out_dir: Path
             raise RuntimeError("policy node failed to configure (see its log)")
         if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
             raise RuntimeError("policy node failed to activate (see its log)")
-        if not _wait(lambda: player.matched() and recorder.matched(), 20.0):
+        if not wait_until(lambda: player.matched() and recorder.matched(), 20.0):
             raise RuntimeError("DDS discovery timed out (player, node and recorder not matched)")
         time.sleep(0.3)
         played = player.play()
         end = time.monotonic()
-        _wait(lambda: time.monotonic() - max(end, recorder.last_receipt()) >= SETTLE_S,
+        wait_until(lambda: time.monotonic() - max(end, recorder.last_receipt()) >= SETTLE_S,
               TAIL_LIMIT_S)
         received = recorder.stop()  # before deactivate: its hold command is not the policy's
         stats = node.stats
@@ -150,13 +143,7 @@ def live_episode(bag: Path, contract: Any, params: dict[str, Any], out_dir: Path
                       "last_hold_reason": stats.last_hold_reason,
                       "rejected": dict(stats.rejected)}
     finally:
-        if node is not None and node._state_machine.current_state[1] == "active":
-            node.trigger_deactivate()
-        executor.shutdown(timeout_sec=2.0)
-        for n in nodes:
-            n.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
+        shut_down(context, executor, nodes, policy_node=node)
     output_bag = write_output_bag(out_dir / bag.name, received, player, bag, params)
     result = compare_live(bag, contract, received, played, player.bag_time_at)
     result.update(output_bag=str(output_bag), node_stats=node_stats,

@@ -131,15 +131,28 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
         # returns keeps the executor's thread pool from joining: seen once in CI, not reproduced),
         # every thread's stack goes to stderr and the process exits 1 instead of hanging.
         faulthandler.dump_traceback_later(SHUTDOWN_WATCHDOG_S, exit=True)
-        if node._active:
-            node.trigger_deactivate()
-        executor.shutdown(timeout_sec=2.0)
-        for n in nodes:
-            n.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
+        shut_down(context, executor, nodes, policy_node=node)
         faulthandler.cancel_dump_traceback_later()
     return code
+
+
+def shut_down(context: Any, executor: Any, nodes: list[Any], policy_node: Any = None) -> None:
+    """Tear down an in-process bring-up (this one, the demo, live replay) in the one safe order.
+
+    The policy node deactivates first, while the executor still runs, so its hold is the last
+    command; then the executor stops, the nodes are destroyed in the given order (the policy
+    node joins its solver thread there) and the context shuts down.
+    """
+    import rclpy
+
+    if policy_node is not None and policy_node._state_machine.current_state[1] == "active":
+        policy_node.trigger_deactivate()
+    if executor is not None:
+        executor.shutdown(timeout_sec=2.0)
+    for n in nodes:
+        n.destroy_node()
+    if context.ok():
+        rclpy.shutdown(context=context)
 
 
 def autostart_node(node: Any) -> int:

@@ -116,14 +116,19 @@ class ControlCycle:
             # the next quiet tick on (still within 2 periods of the inputs going stale).
             self._quiet_since = now
             return
-        if not self.enabled:
-            return
+        if self.enabled:
+            self._observation_or_hold()
+
+    def _observation_or_hold(self) -> Observation | None:
+        """The newest consistent observation; without one (stale, missing, skewed inputs) drop
+        the queued and pending plans and hold, with the assembler's reason."""
         res = self.hub.assemble(self._max_ages())
         self.stats.ages = {k: v for k, v in res.ages.items() if math.isfinite(v)}
         if res.observation is None:
             self.queue.clear()
             self._next_plan = None
             self._publish_hold(res.reason)
+        return res.observation
 
     def _run_cycle(self, from_timer: bool) -> None:
         t0 = time.perf_counter()
@@ -156,12 +161,8 @@ class ControlCycle:
             self._next_plan = None
         if not self.enabled:
             return
-        res = self.hub.assemble(self._max_ages())
-        self.stats.ages = {k: v for k, v in res.ages.items() if math.isfinite(v)}
-        if res.observation is None:
-            self.queue.clear()
-            self._next_plan = None
-            self._publish_hold(res.reason)
+        obs = self._observation_or_hold()
+        if obs is None:
             return
         if self._reset_pending:
             self._publish_hold("reset in progress")
@@ -172,12 +173,12 @@ class ControlCycle:
         installed = None
         if parameters.read(self, "execution") == "sync":
             if due:
-                installed = self._solve(res.observation, self.queue.steps_since_produced(tick),
+                installed = self._solve(obs, self.queue.steps_since_produced(tick),
                                         tick, self._epoch)
-                self._install(installed, tick, res.observation)
+                self._install(installed, tick, obs)
         else:
-            installed = self._async_step(res.observation, tick, due, execute, period)
-        self._execute(res.observation)
+            installed = self._async_step(obs, tick, due, execute, period)
+        self._execute(obs)
         if installed is not None and self.debug:
             if parameters.read(self, "execution") == "sync":
                 self._publish_status(installed)

@@ -235,15 +235,16 @@ class PolicyNode(ControlCycle, ManagedNode):
     def destroy_node(self) -> None:
         """Join the solver thread first: a process that exits while that thread is inside torch
         aborts ("terminate called without an active exception"), as async demo runs did."""
-        if getattr(self, "worker", None) is not None:
-            self.worker.close()
-            self.worker = None
+        self._close_worker()
         super().destroy_node()
 
-    def _release(self) -> None:
+    def _close_worker(self) -> None:
         if getattr(self, "worker", None) is not None:
             self.worker.close()
             self.worker = None
+
+    def _release(self) -> None:
+        self._close_worker()
         for t in ("_timer", "_diag_timer"):
             if getattr(self, t, None) is not None:
                 self.destroy_timer(getattr(self, t))
