@@ -29,7 +29,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "policy_node = vla_eqm_ros.nodes.policy_node:main",
+            "policy_node = vla_eqm_ros.nodes.policy_entry:main",
             "bringup = vla_eqm_ros.nodes.bringup:main",
         ],
     },

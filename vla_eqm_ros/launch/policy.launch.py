@@ -1,16 +1,21 @@
-"""ros2 launch vla_eqm_ros policy.launch.py [checkpoint:=DIR] [autostart:=true] [with_sim:=false]
+"""ros2 launch vla_eqm_ros policy.launch.py [checkpoint:=DIR] [autostart:=true|false]
+                                          [with_sim:=true|false] [respawn:=true|false]
 
 The policy node as a lifecycle node with config/policy.yaml; optionally the sim bridge. YAML is the
-truth; launch arguments only override deployment settings. Written for a real ROS 2 install
-(launch, launch_ros); without one, the `bringup` entry point does the same.
+truth: an argument left empty keeps the YAML's value (``checkpoint``, ``autostart`` and
+``with_sim`` all live in config/policy.yaml). Launch and the `bringup` entry point read those
+settings through the same functions (``vla_eqm_ros.nodes.deployment``).
+
+``respawn:=true`` restarts the policy node process when it exits; it exits non-zero (70) when its
+executor stops under it, after holding position. Written for a real ROS 2 install (launch,
+launch_ros); without one, the `bringup` entry point does the same.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
@@ -18,40 +23,51 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
+from vla_eqm_ros.nodes import deployment
+from vla_eqm_ros.nodes.runtime import load_params
 
-def generate_launch_description():
+
+def _nodes(context, *args, **kwargs):
     config = os.path.join(get_package_share_directory("vla_eqm_ros"), "config", "policy.yaml")
-    autostart = LaunchConfiguration("autostart")
+    arg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    settings = deployment.resolve(deployment.split_settings(load_params(config, "policy_node")),
+                                  arg("autostart"), arg("with_sim"))
     policy = LifecycleNode(
         package="vla_eqm_ros",
         executable="policy_node",
         name="policy_node",
         namespace="",
         output="screen",
-        parameters=[config, {"checkpoint": LaunchConfiguration("checkpoint")}],
+        respawn=deployment.as_bool(arg("respawn"), "respawn"),
+        respawn_delay=1.0,
+        parameters=deployment.launch_parameters(config, arg("checkpoint")),
     )
-    configure = EmitEvent(
-        event=ChangeState(lifecycle_node_matcher=matches_action(policy),
-                          transition_id=Transition.TRANSITION_CONFIGURE),
-        condition=IfCondition(autostart),
-    )
-    activate = RegisterEventHandler(
-        OnStateTransition(
-            target_lifecycle_node=policy, goal_state="inactive",
-            entities=[EmitEvent(event=ChangeState(
-                lifecycle_node_matcher=matches_action(policy),
-                transition_id=Transition.TRANSITION_ACTIVATE))],
-        ),
-        condition=IfCondition(autostart),
-    )
-    sim = Node(package="vla_eqm_sim", executable="sim_bridge", name="sim_bridge", output="screen",
-               condition=IfCondition(LaunchConfiguration("with_sim")))
+    actions = [policy]
+    if settings.autostart:
+        actions += [
+            RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=policy, goal_state="inactive",
+                entities=[EmitEvent(event=ChangeState(
+                    lifecycle_node_matcher=matches_action(policy),
+                    transition_id=Transition.TRANSITION_ACTIVATE))])),
+            EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(policy),
+                                        transition_id=Transition.TRANSITION_CONFIGURE)),
+        ]
+    if settings.with_sim:
+        actions.append(Node(package="vla_eqm_sim", executable="sim_bridge", name="sim_bridge",
+                            output="screen"))
+    return actions
+
+
+def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument("checkpoint", default_value="",
-                              description="checkpoint directory; empty = shipped default"),
-        DeclareLaunchArgument("autostart", default_value="true",
-                              description="configure and activate the policy node on start"),
-        DeclareLaunchArgument("with_sim", default_value="false",
-                              description="also start the vla_eqm_sim bridge"),
-        policy, activate, configure, sim,
+                              description="checkpoint directory; empty = the YAML's"),
+        DeclareLaunchArgument("autostart", default_value="",
+                              description="configure and activate on start; empty = the YAML's"),
+        DeclareLaunchArgument("with_sim", default_value="",
+                              description="also start the vla_eqm_sim bridge; empty = the YAML's"),
+        DeclareLaunchArgument("respawn", default_value="false",
+                              description="restart the policy node process when it exits"),
+        OpaqueFunction(function=_nodes),
     ])

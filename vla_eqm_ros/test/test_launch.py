@@ -59,7 +59,38 @@ def test_the_config_file_the_launch_file_names_exists_and_lists_policy_node_para
 def test_launch_arguments_cover_autostart_checkpoint_and_the_sim() -> None:
     tree = ast.parse(LAUNCH.read_text())
     declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
-    assert declared == {"checkpoint", "autostart", "with_sim"}
+    assert declared == {"checkpoint", "autostart", "with_sim", "respawn"}
+
+
+def test_an_empty_checkpoint_argument_keeps_the_yaml_checkpoint() -> None:
+    """The launch file's parameter list (``deployment.launch_parameters``, the function it calls):
+    the YAML first, and a ``checkpoint`` entry only when the argument was given. Before, an empty
+    ``checkpoint:=`` came after the YAML and silently replaced its checkpoint with ""."""
+    from vla_eqm_ros.nodes import deployment
+
+    config = PKG / "config" / "policy.yaml"
+    assert deployment.launch_parameters(config, "") == [str(config)]
+    assert deployment.launch_parameters(config, "/ckpt") == [str(config), {"checkpoint": "/ckpt"}]
+    tree = ast.parse(LAUNCH.read_text())
+    assert _calls(tree, "launch_parameters"), "the launch file builds its list with it"
+
+
+def test_autostart_and_with_sim_come_from_the_yaml_unless_an_argument_is_given() -> None:
+    from vla_eqm_ros.nodes import deployment
+    from vla_eqm_ros.nodes.runtime import load_params
+
+    params = load_params(PKG / "config" / "policy.yaml", "policy_node")
+    yaml_settings = deployment.split_settings(params)
+    assert "autostart" not in params and "with_sim" not in params, "never node parameters"
+    assert deployment.resolve(yaml_settings) == yaml_settings
+    assert deployment.resolve(yaml_settings, autostart="false").autostart is False
+    assert deployment.resolve(yaml_settings, with_sim="true").with_sim is True
+    tree = ast.parse(LAUNCH.read_text())
+    assert _calls(tree, "split_settings") and _calls(tree, "resolve")
+    import pytest
+
+    with pytest.raises(ValueError, match="autostart: expected true or false"):
+        deployment.resolve(yaml_settings, autostart="maybe")
 
 
 RVIZ = PKG / "config" / "policy.rviz"

@@ -284,7 +284,10 @@ class ObservationAssembler:
                     worst = f"{n} has no fresh sample"
                     break
                 ref_stamp = ref.stamp
-                best = min(fresh[n], key=lambda sample: abs(sample.stamp - ref_stamp))
+                # newest first: of samples equally close (equal stamps: a simulator reset does not
+                # advance time, so an episode's first frame shares the previous one's last stamp)
+                # the one that arrived last wins, never the previous episode's
+                best = min(reversed(fresh[n]), key=lambda sample: abs(sample.stamp - ref_stamp))
                 if abs(best.stamp - ref.stamp) > skew_max:
                     worst = (
                         f"{n} is {best.stamp - ref.stamp:+.3f} s from {ref_name} "

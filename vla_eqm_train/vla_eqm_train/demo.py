@@ -90,8 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_params(items: list[str], execution: str | None = None) -> dict[str, Any]:
     """``NAME:=VALUE`` strings -> policy_node parameter overrides (values parsed like bring-up's
     ``--param``); ``execution`` (``--execution``) wins over a ``--param execution:=``."""
-    from vla_eqm_ros.nodes.bringup import _parse_value
     from vla_eqm_ros.nodes.parameters import BY_NAME, coerce
+    from vla_eqm_ros.nodes.runtime import parse_value as _parse_value
 
     out: dict[str, Any] = {}
     for item in items:
@@ -193,8 +193,8 @@ def run_demo(checkpoint: Path | None, tasks: list[str] | None, episodes: int, ma
     from vla_eqm_msgs.msg import DecoderStatus, EpisodeStatus
     from vla_eqm_ros.checkpoint import load_config
     from vla_eqm_ros.contract import Contract
-    from vla_eqm_ros.nodes.bringup import shut_down
     from vla_eqm_ros.nodes.policy_node import PolicyNode
+    from vla_eqm_ros.nodes.runtime import shut_down
     from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
     from vla_eqm_sim.nodes.sim_bridge import SimBridge
     from vla_eqm_train import demo_artifacts as art

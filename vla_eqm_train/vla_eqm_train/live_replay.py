@@ -102,8 +102,8 @@ def live_episode(bag: Path, contract: Any, params: dict[str, Any], out_dir: Path
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
-    from vla_eqm_ros.nodes.bringup import shut_down
     from vla_eqm_ros.nodes.policy_node import PolicyNode
+    from vla_eqm_ros.nodes.runtime import shut_down
     from vla_eqm_train.bag_player import BagPlayer
 
     inputs = [t for t, _ in contract.input_topics()]

@@ -226,6 +226,22 @@ class PolicyNode(ControlCycle, ManagedNode):
             self._publish_hold("deactivated", force=True)
             self.queue.clear()
 
+    def emergency_hold(self, reason: str, timeout: float = 1.0) -> None:
+        """Hold now, without the executor (it died, or the process is going down).
+
+        Stops commanding first, so that no cycle still running publishes after the hold; waits
+        at most ``timeout`` for such a cycle, then publishes the hold regardless: a robot left
+        on a stale policy command is worse than two threads publishing one hold.
+        """
+        with self._lock:
+            self._active = False
+        locked = self._cycle_lock.acquire(timeout=timeout)
+        try:
+            self._publish_hold(reason, force=True)
+        finally:
+            if locked:
+                self._cycle_lock.release()
+
     def on_teardown(self) -> None:
         with self._lock:
             self._active = False
@@ -299,7 +315,11 @@ class PolicyNode(ControlCycle, ManagedNode):
             self._reset_pending = True
             if self._trigger is not None:
                 self._trigger.new_episode()
-        resp.success, resp.message = True, "warm start and action queue reset"
+        # The previous episode's frames must not pair with the next one's: a simulator reset
+        # keeps its clock, so they can carry the very stamps of the new episode's first frame.
+        if getattr(self, "hub", None) is not None:
+            self.hub.clear()
+        resp.success, resp.message = True, "warm start, action queue and input history reset"
         return resp
 
     # ------------------------------------------------------------------ diagnostics
@@ -313,11 +333,4 @@ class PolicyNode(ControlCycle, ManagedNode):
         ok = self._active and self.enabled and not getattr(self, "_holding", "")
         self.diag_pub.publish(self.stats.message(self.get_name(), state,
                                                  self.get_clock().now().to_msg(), ok))
-
-
-def main(args: list[str] | None = None) -> None:
-    """``ros2 run vla_eqm_ros policy_node``: the node alone, configured/activated from outside."""
-    from vla_eqm_ros.nodes.bringup import exit_process, run_nodes
-
-    exit_process(run_nodes(args, autostart=None))
 

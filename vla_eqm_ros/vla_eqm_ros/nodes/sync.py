@@ -128,6 +128,11 @@ class InputHub:
             changed = self.assembler.set_goal(goal)
         self._on_goal(goal, changed)
 
+    def clear(self) -> None:
+        """Forget every input sample (a new episode); the latched goal stays."""
+        with self.lock:
+            self.assembler.clear()
+
     def assemble(self, max_ages: dict[str, float]) -> Any:
         now = self._now()
         with self.lock:
