@@ -35,11 +35,19 @@ def check_compatible(contract: Contract, cfg: PolicyConfig) -> None:
         problems.append(f"contract state_dim {contract.state_dim} != model {m.state_dim}")
     if contract.action_dim != m.action_dim:
         problems.append(f"contract action_dim {contract.action_dim} != model {m.action_dim}")
-    model_cams = {c.name for c in m.cameras}
+    model_cams = {c.name: c for c in m.cameras}
+    if len(contract.cameras) != len(m.cameras):
+        problems.append(f"contract has {len(contract.cameras)} cameras "
+                        f"{list(contract.camera_names)}, model {len(m.cameras)} "
+                        f"{[c.name for c in m.cameras]}")
     for cam in contract.cameras:
-        if cam.name not in model_cams:
+        built = model_cams.get(cam.name)
+        if built is None:
             problems.append(f"contract camera '{cam.name}' unknown to the model")
-    missing = model_cams - set(contract.camera_names)
+        elif (cam.height, cam.width) != (built.height, built.width):
+            problems.append(f"camera '{cam.name}': contract {cam.height}x{cam.width} (HxW), "
+                            f"model {built.height}x{built.width}")
+    missing = set(model_cams) - set(contract.camera_names)
     if missing:
         problems.append(f"model cameras {sorted(missing)} missing from the contract")
     if problems:

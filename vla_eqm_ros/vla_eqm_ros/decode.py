@@ -163,6 +163,9 @@ def decode_command(msg: Any, contract: Contract) -> np.ndarray:
     return out.astype(np.float32)
 
 
+MAX_HISTORY = 1024  # hard cap on frames kept per input (a 1 kHz feed over a 1 s window)
+
+
 @dataclass
 class AssemblyResult:
     """The observation for one tick, or why there is none (``reason`` empty on success)."""
@@ -185,7 +188,9 @@ class ObservationAssembler:
     arrive (live) or in bag order (conversion); call ``assemble(now)`` at each control tick.
     """
 
-    def __init__(self, contract: Contract, history: int = 32) -> None:
+    def __init__(self, contract: Contract, history: int = MAX_HISTORY) -> None:
+        """``history`` caps the frames kept per input; the window itself is time (see
+        ``window_s``), so a camera that floods at 1 kHz still covers the partners' stamps."""
         self.contract = contract
         self._cameras = {c.topic: c for c in contract.cameras}
         self._states = {s.topic: s for s in contract.state}
@@ -211,12 +216,25 @@ class ObservationAssembler:
             stamp = recv_time
         if topic in self._cameras:
             spec = self._cameras[topic]
-            self._samples[spec.name].append(_Sample(stamp, decode_image(msg, spec)))
+            self._keep(spec.name, _Sample(stamp, decode_image(msg, spec)))
             return spec.name
         if topic in self._states:
-            self._samples[topic].append(_Sample(stamp, decode_state(msg, self._states[topic])))
+            self._keep(topic, _Sample(stamp, decode_state(msg, self._states[topic])))
             return topic
         raise DecodeError(f"topic {topic!r} is not in the contract")
+
+    def window_s(self) -> float:
+        """How far back a sample can still matter: the largest maximum age plus the skew allowed
+        between inputs (an older sample is stale, or too far from any fresh partner)."""
+        return max(self.max_ages.values(), default=0.0) + self.contract.alignment.max_skew
+
+    def _keep(self, name: str, sample: _Sample) -> None:
+        """Append, then drop what fell out of the time window (at least the newest stays)."""
+        buf = self._samples[name]
+        buf.append(sample)
+        horizon = sample.stamp - self.window_s()
+        while len(buf) > 1 and buf[0].stamp < horizon:
+            buf.popleft()
 
     def set_goal(self, goal: str) -> bool:
         """Latch a goal; returns True when it differs from the current one (warm start resets)."""

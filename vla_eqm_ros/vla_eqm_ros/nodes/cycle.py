@@ -68,6 +68,7 @@ class ControlCycle:
         (a cycle, a service or a transition holds it) the guard condition hands the frame to the
         timer's callback group instead, which waits for the lock.
         """
+        self.stats.input_state(self.hub.topic_of[name], "ok", received)
         if self._trigger is None:
             return
         self._trigger.arrived(name, stamp, received)
@@ -122,8 +123,15 @@ class ControlCycle:
     def _observation_or_hold(self) -> Observation | None:
         """The newest consistent observation; without one (stale, missing, skewed inputs) drop
         the queued and pending plans and hold, with the assembler's reason."""
-        res = self.hub.assemble(self._max_ages())
+        max_ages = self._max_ages()
+        res = self.hub.assemble(max_ages)
         self.stats.ages = {k: v for k, v in res.ages.items() if math.isfinite(v)}
+        now = self._now()
+        for name, age in res.ages.items():
+            if math.isfinite(age) and age > max_ages[name]:
+                self.stats.input_stale(self.hub.topic_of[name],
+                                       f"stale ({age:.3f} s > {max_ages[name]:.3f} s)", now,
+                                       max_ages[name])
         if res.observation is None:
             self.queue.clear()
             self._next_plan = None

@@ -2,8 +2,13 @@
 
 diagnostic_updater is not installable here, so this is the small part of it we need: one status
 per publish with loop rate, cycle and sensor-to-command latency, solver depth and residual, input
-ages, warm-start use, dropped cycles, rejected inputs (count and last reason per topic), safety
+ages, warm-start use, dropped cycles, rejected inputs (count per topic), the current state of each
+input (``input[<topic>]``: ok, stale or rejected, with the reason and since when), safety
 interventions and the chunk boundary jump.
+
+A reason once seen is not a state: a camera that sent one bad frame and then recovered reads
+``ok`` again, and every state carries the node time it began, so an operator sees how long a
+problem has lasted, not only that it happened once.
 """
 
 from __future__ import annotations
@@ -16,6 +21,15 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+LOG_TEXT_MAX = 200  # characters of user-supplied text (goals, reasons quoting input) in a log line
+
+
+def bounded(text: str, limit: int = LOG_TEXT_MAX) -> str:
+    """``text`` cut to ``limit`` characters for a log line or a diagnostics value, saying how long
+    it was: a 10 kB goal must not make a 10 kB log line. Never applied to what the model gets."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} chars)"
 
 
 def reason_kind(reason: str) -> str:
@@ -51,7 +65,8 @@ class LoopStats:
         self.holds = 0
         self.ages: dict[str, float] = {}
         self.rejected: Counter[str] = Counter()
-        self.reject_reason: dict[str, str] = {}
+        self.inputs: dict[str, tuple[str, float]] = {}  # topic -> (state text, since: node s)
+        self._updated: dict[str, float] = {}  # topic -> node time its state was last set
         self.safety: Counter[str] = Counter()
         self.last_hold_reason = ""
 
@@ -84,10 +99,32 @@ class LoopStats:
             self.transport_ms.append(transport_ms)
             self.dispatch_ms.append(dispatch_ms)
 
-    def reject(self, key: str, reason: str = "") -> None:
+    def reject(self, key: str, reason: str = "", now: float = 0.0) -> None:
         with self._lock:
             self.rejected[key] += 1
-            self.reject_reason[key] = reason
+            self._set_input(key, f"rejected: {bounded(reason)}", now)
+
+    def input_state(self, topic: str, state: str, now: float) -> None:
+        """The current state of one input: ``ok`` or ``stale (...)``; see the module docstring."""
+        with self._lock:
+            self._set_input(topic, state, now)
+
+    def input_stale(self, topic: str, state: str, now: float, max_age: float) -> None:
+        """Mark an input stale, unless it is being rejected: a driver that sends only bad
+        frames reads ``rejected: <why>`` (the cause), not ``stale`` (the symptom)."""
+        with self._lock:
+            old = self.inputs.get(topic)
+            if old and old[0].startswith("rejected") and now - self._updated[topic] <= max_age:
+                return
+            self._set_input(topic, state, now)
+
+    def _set_input(self, topic: str, state: str, now: float) -> None:
+        old = self.inputs.get(topic)
+        self._updated[topic] = now
+        if old is None or reason_kind(old[0]) != reason_kind(state):
+            self.inputs[topic] = (state, now)  # a new kind of state starts its clock
+        else:
+            self.inputs[topic] = (state, old[1])  # same kind, fresher numbers
 
     def intervene(self, reason: str) -> None:
         with self._lock:
@@ -138,14 +175,15 @@ class LoopStats:
                 "warm_start_used_last": str(self.warm_used_last).lower(),
                 "dropped_cycles": str(self.dropped_cycles),
                 "holds": str(self.holds),
-                "last_hold_reason": self.last_hold_reason,
+                "last_hold_reason": bounded(self.last_hold_reason),
                 "boundary_jump_p50": pct(self.boundary_jump, 50),
                 "boundary_jump_max": (f"{max(self.boundary_jump):.4g}"
                                       if self.boundary_jump else "nan"),
             }
             out.update({f"age_s[{k}]": f"{v:.3f}" for k, v in self.ages.items()})
             out.update({f"rejected[{k}]": str(v) for k, v in self.rejected.items()})
-            out.update({f"rejected_reason[{k}]": v for k, v in self.reject_reason.items()})
+            out.update({f"input[{k}]": f"{state} (since {since:.3f} s)"
+                        for k, (state, since) in self.inputs.items()})
             out.update({f"safety[{k}]": str(v) for k, v in self.safety.items()})
         return out
 

@@ -39,7 +39,7 @@ from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.nodes import parameters
 from vla_eqm_ros.nodes.control import ChunkQueue, Plan, SolveWorker
 from vla_eqm_ros.nodes.cycle import ControlCycle
-from vla_eqm_ros.nodes.diagnostics import LoopStats, reason_kind
+from vla_eqm_ros.nodes.diagnostics import LoopStats, bounded, reason_kind
 from vla_eqm_ros.nodes.lifecycle_base import ManagedNode
 from vla_eqm_ros.nodes.safety import ActionGuard
 from vla_eqm_ros.nodes.sync import InputHub
@@ -72,6 +72,7 @@ class PolicyNode(ControlCycle, ManagedNode):
         self._trigger: ObservationTrigger | None = None
         self._trigger_gc: Any = None
         self._last_cycle_t: float | None = None
+        self._rate_warned: set[str] = set()  # inputs already warned about (too slow a feed)
 
     # ------------------------------------------------------------------ parameters
 
@@ -191,6 +192,7 @@ class PolicyNode(ControlCycle, ManagedNode):
                                                           **quiet)
         self.diag_pub = self.create_lifecycle_publisher(
             DiagnosticArray, parameters.read(self, "diagnostics_topic"), 10, **quiet)
+        self._rate_warned = set()
         self.hub = InputHub(self, c, self._inputs_group, self._on_reject, self._on_goal,
                             self._on_input)
         if parameters.read(self, "trigger") == "observation":
@@ -291,13 +293,16 @@ class PolicyNode(ControlCycle, ManagedNode):
             self.get_logger().warning(text)
 
     def _on_reject(self, topic: str, reason: str) -> None:
-        self.stats.reject(topic, reason)
-        # throttled per topic and kind of problem, so each distinct reason reaches the log
-        self._throttled(f"reject:{topic}:{reason[:48]}", f"rejected message on {topic}: {reason}")
+        self.stats.reject(topic, reason, self._now())
+        # throttled per topic and kind of problem, so each distinct reason reaches the log; the
+        # reason may quote the message (an encoding, a goal), so its length is bounded
+        self._throttled(f"reject:{topic}:{reason[:48]}",
+                        f"rejected message on {topic}: {bounded(reason)}")
 
     def _on_goal(self, goal: str, changed: bool) -> None:
+        self.stats.input_state(self.contract.goal.topic, "ok", self._now())
         if changed:
-            self.get_logger().info(f"new goal: {goal!r}; warm start reset")
+            self.get_logger().info(f"new goal: {bounded(goal)!r}; warm start reset")
             with self._lock:
                 self._reset_pending = True
 
@@ -324,9 +329,28 @@ class PolicyNode(ControlCycle, ManagedNode):
 
     # ------------------------------------------------------------------ diagnostics
 
+    def _check_input_rates(self) -> None:
+        """Warn once per input (per configure) when its feed is too slow for its maximum age:
+        every cycle between two frames would then hold on stale input."""
+        if self.hub is None:
+            return
+        ages = self._max_ages()
+        for name, period in self.hub.input_periods(min_samples=10).items():
+            if name in self._rate_warned or period <= ages[name]:
+                continue
+            self._rate_warned.add(name)
+            param = "camera_max_age" if name in self.hub.topic_of and \
+                self.hub.topic_of[name] != name else "state_max_age"
+            self.get_logger().warning(
+                f"input {self.hub.topic_of[name]} arrives every {period * 1e3:.0f} ms "
+                f"({1 / period:.1f} Hz) but its maximum age is {ages[name] * 1e3:.0f} ms: cycles "
+                f"will hold on stale input between frames; set {param} >= {2 * period:.3f} "
+                "(two input periods; see docs/policy_node.md, 'Rates and input ages')")
+
     def _publish_diagnostics(self) -> None:
         if getattr(self, "diag_pub", None) is None:
             return
+        self._check_input_rates()
         state = ("active" if self._active else "inactive") + ("" if self.enabled else ", disabled")
         if getattr(self, "_holding", ""):
             state += f", holding: {self._holding}"

@@ -11,6 +11,7 @@ per-input ages) is ``vla_eqm_ros.decode.ObservationAssembler``, the same code ba
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ from vla_eqm_ros.decode import DecodeError, ObservationAssembler, decode_goal
 GOAL_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+RATE_SAMPLES = 40  # receipts per input behind the measured input period
 
 
 class InputHub:
@@ -58,6 +60,11 @@ class InputHub:
         self._on_goal = on_goal
         self._on_input = on_input  # (input name, stamp, receipt time) after a good sample
         self.subscriptions: list[Any] = []
+        # input name (camera name or state topic) -> its topic: /diagnostics speaks topics
+        self.topic_of = {c.name: c.topic for c in contract.cameras}
+        self.topic_of.update({s.topic: s.topic for s in contract.state})
+        self._arrivals: dict[str, deque[float]] = {n: deque(maxlen=RATE_SAMPLES)
+                                                   for n in self.topic_of}
         for cam in contract.cameras:
             self._subscribe(Image, cam.topic, qos_profile_sensor_data, group)
         for src in contract.state:
@@ -102,6 +109,7 @@ class InputHub:
         with self.lock:
             name = self.assembler.feed(topic, msg, recv_time=now)
             newest = self.assembler.newest(name)
+            self._arrivals[name].append(now)
         if self._on_input is not None and newest is not None:
             self._on_input(name, newest[0], now)
 
@@ -127,6 +135,16 @@ class InputHub:
         with self.lock:
             changed = self.assembler.set_goal(goal)
         self._on_goal(goal, changed)
+
+    def input_periods(self, min_samples: int = RATE_SAMPLES // 2) -> dict[str, float]:
+        """Median receipt interval (s) of each input with at least ``min_samples`` receipts: what
+        the feed delivers, to hold against the configured maximum ages."""
+        with self.lock:
+            out = {}
+            for name, times in self._arrivals.items():
+                if len(times) >= min_samples:
+                    out[name] = float(np.median(np.diff(np.asarray(times))))
+            return out
 
     def clear(self) -> None:
         """Forget every input sample (a new episode); the latched goal stays."""
