@@ -12,9 +12,18 @@ Facts this file relies on (measured here, Meta-World 3.1.1):
 ``control_mode="joint"`` runs the same tasks on the edited model of ``sawyer_joint.py`` (weld off,
 position servos on the arm joints): the action is seven joint targets in rad, clamped to the joint
 limits, plus the gripper effort.
+
+Threads: any thread may call this backend. ``reset``, ``step``, ``render`` and ``close`` hold one
+lock, so a frame never mixes two states or one task's renderer with another task's data; and every
+GL call (renderer creation, rendering, freeing) runs on the backend's ``RenderThread``, the one
+thread that owns the GL contexts (the sim bridge renders from executor threads and from the
+demo's main thread; OSMesa crashed when both drove one context).
 """
 
 from __future__ import annotations
+
+import threading
+import weakref
 
 import metaworld
 import numpy as np
@@ -22,7 +31,7 @@ from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
 from vla_eqm_sim.backend import ActionSpec, EpisodeId, SimBackend, StepResult
 from vla_eqm_sim.instructions import instruction_for
-from vla_eqm_sim.rendering import CameraRenderer
+from vla_eqm_sim.rendering import CameraRenderer, RenderThread
 from vla_eqm_sim.sawyer_joint import ARM_JOINTS, joint_env_class, joint_task_state
 
 SAWYER_JOINTS = [f"right_j{i}" for i in range(7)] + ["r_close", "l_close"]
@@ -71,7 +80,15 @@ class MetaWorldBackend(SimBackend):
         self.end_on_success = bool(end_on_success)
         self._variation_sets: dict[tuple[str, int], list] = {}
         self._envs: dict[str, object] = {}
+        # Created, used and freed on the render thread only (see the module docstring).
         self._renderers: dict[tuple[str, int, int], CameraRenderer] = {}
+        self._render_thread = RenderThread(name="metaworld-render")
+        self._lock = threading.RLock()
+        # close(), garbage collection or interpreter exit, whichever comes first, frees the
+        # renderers on the render thread and then stops it; exactly once.
+        self._finalizer = weakref.finalize(
+            self, _release, self._render_thread, self._renderers, self._envs
+        )
         self._env = None
         self._episode = EpisodeId(task, variation, seed)
         self._state = np.zeros(39)
@@ -82,6 +99,10 @@ class MetaWorldBackend(SimBackend):
 
     # --- episode control -------------------------------------------------------------------
     def reset(self, task: str | None = None, variation: int = 0, seed: int = 0) -> None:
+        with self._lock:
+            self._reset(task, variation, seed)
+
+    def _reset(self, task: str | None, variation: int, seed: int) -> None:
         task = task or self._episode.task
         tasks = self._variations(task, int(seed))
         if not 0 <= int(variation) < len(tasks):
@@ -114,6 +135,10 @@ class MetaWorldBackend(SimBackend):
         return self._variation_sets[key]
 
     def step(self, action: np.ndarray) -> StepResult:
+        with self._lock:
+            return self._step(action)
+
+    def _step(self, action: np.ndarray) -> StepResult:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (self.action_spec.dim,) or not np.all(np.isfinite(action)):
             raise ValueError(f"invalid action {action!r}; validate commands before stepping")
@@ -145,10 +170,21 @@ class MetaWorldBackend(SimBackend):
 
     # --- observation -------------------------------------------------------------------------
     def render(self, cameras: list[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
+        """Upright (H, W, 3) uint8 frames, rendered on the render thread whatever the caller's.
+
+        Raises RuntimeError after ``close()``.
+        """
+        cameras, size = list(cameras), (int(size[0]), int(size[1]))
+        with self._lock:  # the state stays put until every camera has its frame
+            return self._render_thread.call(self._render_here, cameras, size)
+
+    def _render_here(self, cameras: list[str], size: tuple[int, int]) -> dict[str, np.ndarray]:
+        """Runs on the render thread: one job for all cameras of one observation."""
         renderer = self._renderer(size)
         return {cam: renderer.render(self._env.data, cam) for cam in cameras}
 
     def _renderer(self, size: tuple[int, int]) -> CameraRenderer:
+        """The cached renderer for (task, size); render thread only, as it creates a context."""
         key = (self._episode.task, int(size[0]), int(size[1]))
         if key not in self._renderers:
             self._renderers[key] = CameraRenderer(self._env.model, key[1], key[2])
@@ -217,10 +253,37 @@ class MetaWorldBackend(SimBackend):
         )
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
-        for env in self._envs.values():
-            env.close()
-        self._envs.clear()
+        """Free the renderers on the render thread, close the environments, stop the thread.
+
+        Idempotent; also runs on garbage collection and at interpreter exit.
+        """
+        with self._lock:
+            self._finalizer()
+
+
+def _release(
+    render_thread: RenderThread,
+    renderers: dict[tuple[str, int, int], CameraRenderer],
+    envs: dict[str, object],
+) -> None:
+    """The backend's finalizer. It must not reference the backend itself (``weakref.finalize``).
+
+    The environments are closed on the render thread too: Gymnasium's ``MujocoEnv.close`` frees
+    the GL context of its own viewer, if one was ever opened.
+    """
+
+    def free() -> None:
+        try:
+            for renderer in renderers.values():
+                renderer.close()
+        finally:
+            renderers.clear()
+            for env in envs.values():
+                env.close()
+            envs.clear()
+
+    try:
+        render_thread.call(free)
+    finally:
+        render_thread.close()
 
