@@ -311,16 +311,6 @@ class Contract:
         out.append((self.goal.topic, STRING_TYPE))
         return out
 
-    def max_age_of(self, input_name: str) -> float:
-        """Maximum age of an input named as the assembler names it (camera name or state topic)."""
-        for c in self.cameras:
-            if c.name == input_name:
-                return c.max_age
-        for s in self.state:
-            if s.topic == input_name:
-                return s.max_age
-        raise KeyError(input_name)
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Contract:
         if not isinstance(d, Mapping):

@@ -1,7 +1,7 @@
 """``Policy``: the LeRobot-style surface over model + solver + warm start, in physical units.
 
 Nodes, evaluation and benchmarks call only this: ``predict_action_chunk`` (one decode, with its
-``DecodeRecord``), ``select_action`` (a queue of ``execute_steps`` actions, refilled by decoding),
+``DecodeRecord``), ``select_action`` (one tick of the shared receding-horizon executor),
 ``reset``, ``update_solver`` (validated; takes effect on the next call) and ``model_forward`` (the
 training loss). The policy is not an ``nn.Module``: it owns deployment state (the warm-start chunk,
 the action queue, the noise generator, the solver settings) that must never end up in a checkpoint.
@@ -9,10 +9,8 @@ the action queue, the noise generator, the solver settings) that must never end 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import difflib
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 
 from vla_eqm_ros.checkpoint import load_checkpoint
 from vla_eqm_ros.config import PolicyConfig, SolverConfig
+from vla_eqm_ros.execution import RecedingHorizon, guard_for_config
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.observation import Observation
 from vla_eqm_ros.solvers import SolveResult, eqm_solve, fm_integrate
@@ -78,12 +77,13 @@ class Policy:
         self.model = model.to(self.device).eval()
         self._config: PolicyConfig = model.config
         self._generator = torch.Generator()
+        self._seed = seed
         if seed is None:
             self._generator.seed()
         else:
             self._generator.manual_seed(seed)
         self.warm_start = WarmStartState()
-        self._queue: collections.deque[np.ndarray] = collections.deque()
+        self._horizon: RecedingHorizon | None = None  # select_action's executor, on first use
         self._goal: str | None = None
         self.last_record: DecodeRecord | None = None
 
@@ -198,18 +198,31 @@ class Policy:
         return actions.cpu().numpy().astype(np.float32), recs
 
     def select_action(self, obs: Observation) -> np.ndarray:
-        """The next action (d,): pops a queue of ``execute_steps`` actions, decoding when empty."""
+        """The next action (d,), one control tick of the node's receding-horizon executor
+        (``execution.RecedingHorizon``: decode every ``execute_steps`` ticks, guard each action
+        against the contract's limits, hold when nothing executable is left)."""
+        if self._horizon is None:
+            self._horizon = RecedingHorizon(guard_for_config(self._config),
+                                            self._config.execute_steps)
         if obs.goal != self._goal:
-            self._queue.clear()
-        if not self._queue:
-            chunk, _ = self.predict_action_chunk(obs, steps_executed=self.warm_start.steps_since)
-            self._queue.extend(chunk[: self._config.execute_steps])
-        self.warm_start.advance(1)
-        return self._queue.popleft()
+            self._horizon.reset()
+        self._horizon.execute_steps = self._config.execute_steps
+        step = self._horizon.step(
+            obs, lambda o, steps: self.predict_action_chunk(o, steps_executed=steps))
+        self.warm_start.advance(1)  # the count predict_action_chunk(steps_executed=None) uses
+        return (step.action.action if step.action is not None
+                else self._horizon.hold()).astype(np.float32)
 
     def reset(self) -> None:
-        """New goal or episode: clear the action queue and the warm-start state."""
-        self._queue.clear()
+        """New goal or episode: clear the action queue and the warm-start state, and (for a
+        seeded policy) restart the noise stream at the seed. An episode's decodes then never
+        depend on how many decodes earlier episodes made: the node answers an episode's final
+        frame (it cannot know it is final), an evaluation client does not, and both must still
+        draw the same noise in the next episode."""
+        if self._seed is not None:
+            self._generator.manual_seed(self._seed)
+        if self._horizon is not None:
+            self._horizon.reset()
         self.warm_start.reset()
         self._goal = None
 
@@ -262,8 +275,3 @@ class Policy:
     def model_forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss on a model batch (physical units), as ``PI0EqMModel.forward``."""
         return self.model(batch)
-
-
-def median_iterations(records: list[DecodeRecord]) -> float:
-    """Median solver depth over a list of records (NaN if empty); used by evals and benches."""
-    return float(np.median([r.iterations for r in records])) if records else math.nan

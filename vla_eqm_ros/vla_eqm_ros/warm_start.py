@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from vla_eqm_ros.config import WarmStartConfig
@@ -86,6 +85,3 @@ def init_chunk(
     return x0, True
 
 
-def cold_noise(shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
-    """N(0, I) in the normalized action space: the EqM/FM starting distribution."""
-    return torch.randn(shape, generator=generator)

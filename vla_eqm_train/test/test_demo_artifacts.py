@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from rosbags.highlevel import AnyReader
 
-from vla_eqm_ros.nodes.control import ChunkQueue, Plan
+from vla_eqm_ros.execution import ChunkQueue, Plan
 from vla_eqm_sim.bag_types import make_typestore
 from vla_eqm_train import demo_artifacts as art
 from vla_eqm_train.demo import parse_params

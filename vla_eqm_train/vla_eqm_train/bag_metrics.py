@@ -9,8 +9,8 @@ Definitions (all in physical action units, per action dimension where a vector i
   over rows and dimensions, ``l2`` the mean over rows of the row norm ||e_i||_2, ``abs`` / ``sq``
   the per-dimension mean |e| and mean e^2 over the rows.
 - boundary jump at a re-plan at tick t: ||new_chunk[0] - previous_chunk[t - t_prev]||_2, the same
-  quantity the policy node reports at every hand-over (``nodes/control.py``); none on the first
-  decode of an episode or when the previous chunk no longer covers tick t.
+  quantity the policy node reports at every hand-over (``vla_eqm_ros/execution.py``); none on the
+  first decode of an episode or when the previous chunk no longer covers tick t.
 
 Aggregates pool cycles: scalar errors are means over cycles; per-dimension ``l1`` is the mean |e|,
 per-dimension ``l2`` the root mean square (chunk rows weighted by how many were compared).

@@ -3,10 +3,11 @@
 It subscribes to what the contract names (cameras, state topics, the latched language goal) plus
 ``/episode_status``, assembles observations with the shared ``ObservationAssembler`` (the decode
 path of the policy node and of bag conversion), and answers each complete observation with exactly
-one command: the next action of the current chunk, decoding a new chunk with
-``Policy.predict_action_chunk(obs, steps_executed=k)`` every ``execute_steps`` actions. The sim
-bridge in lockstep mode steps once per command, so sim time only advances when the policy answers:
-the loop is deterministic for a given seed and as fast as the CPU allows.
+one command, through the policy node's own receding-horizon executor
+(``vla_eqm_ros.execution.RecedingHorizon``: the same due rule, warm-start count, guard and hold),
+so a success rate measured here is one of the node's code path. The sim bridge in lockstep mode
+steps once per command, so sim time only advances when the policy answers: the loop is
+deterministic for a given seed and as fast as the CPU allows.
 
 "Complete" means every input and the episode status carry the same stamp (the bridge stamps one
 step's messages alike); DDS does not order messages across topics, so the client waits for all.
@@ -28,6 +29,7 @@ from std_msgs.msg import Float64MultiArray, String
 from vla_eqm_msgs.msg import EpisodeStatus
 from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.decode import DecodeError, ObservationAssembler, stamp_of
+from vla_eqm_ros.execution import RecedingHorizon, guard_for
 
 _TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/JointState": JointState,
           "geometry_msgs/msg/PoseStamped": PoseStamped, "std_msgs/msg/String": String}
@@ -66,15 +68,12 @@ class PolicyClient(Node):
             self.create_subscription(_TYPES[msgtype], topic, self._make_cb(topic), qos)
         self.create_subscription(EpisodeStatus, "/episode_status", self._on_status, reliable)
         self._pub = self.create_publisher(Float64MultiArray, contract.action.topic, reliable)
-        self._low = np.asarray(contract.action.low, dtype=np.float64)
-        self._high = np.asarray(contract.action.high, dtype=np.float64)
+        self.horizon = RecedingHorizon(guard_for(contract), self.execute_steps)
         self.active = False
         self.log = EpisodeLog()
         self._status: Any = None
         self._status_ns = -1
         self._acted_ns = -1
-        self._queue: list[np.ndarray] = []
-        self._since_decode = 0
 
     def command_matched(self) -> bool:
         return self._pub.get_subscription_count() >= 1
@@ -87,7 +86,7 @@ class PolicyClient(Node):
         # A reset does not advance sim time: the new episode's first observation carries the
         # stamp of the previous episode's last one, so the "already answered" mark starts over.
         self._status, self._status_ns, self._acted_ns = None, -1, -1
-        self._queue, self._since_decode = [], 0
+        self.horizon.reset()
         if self.policy is not None:
             self.policy.reset()
         self.active = True
@@ -135,21 +134,20 @@ class PolicyClient(Node):
             self.log.bad_messages += 1
             self.get_logger().warning(f"no observation: {result.reason}", throttle_duration_sec=1.0)
             return
-        if not self._queue:
-            try:
-                chunk, rec = self.policy.predict_action_chunk(
-                    result.observation, steps_executed=self._since_decode)
-            except (RuntimeError, ValueError) as err:
-                self.log.decode_errors += 1
-                self.get_logger().error(f"decode failed: {err}", throttle_duration_sec=1.0)
-                return
-            self.log.iterations.append(int(rec.iterations))
-            self.log.decode_ms.append(float(rec.prefix_ms + rec.solve_ms))
-            self._queue = [np.asarray(a, dtype=np.float64) for a in chunk[: self.execute_steps]]
-            self._since_decode = 0
-        action = np.clip(self._queue.pop(0), self._low, self._high)
-        self._since_decode += 1
+        try:
+            step = self.horizon.step(result.observation, self._decode)
+        except (RuntimeError, ValueError) as err:
+            self.log.decode_errors += 1
+            self.get_logger().error(f"decode failed: {err}", throttle_duration_sec=1.0)
+            return
+        action = step.action.action if step.action is not None else self.horizon.hold()
         self._pub.publish(Float64MultiArray(data=[float(v) for v in action]))
+
+    def _decode(self, obs: Any, steps_executed: int) -> tuple[np.ndarray, Any]:
+        chunk, rec = self.policy.predict_action_chunk(obs, steps_executed=steps_executed)
+        self.log.iterations.append(int(rec.iterations))
+        self.log.decode_ms.append(float(rec.prefix_ms + rec.solve_ms))
+        return chunk, rec
 
 
 def _ns(msg: Any) -> int:

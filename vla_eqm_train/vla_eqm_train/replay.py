@@ -2,9 +2,10 @@
 
 The episode comes from ``bags.read_episode``, i.e. through the shared decode path
 (``vla_eqm_ros.decode.ObservationAssembler``) on the contract's control-period grid, with the
-recorded command as the label. Replay then runs the receding horizon of the policy node: decode at
-tick 0, execute ``execute_steps`` actions, decode again with ``steps_executed`` = ticks since the
-last decode (what the ``shifted`` warm start advances by), and so on to the end of the episode.
+recorded command as the label. Replay then runs the policy node's receding-horizon executor
+(``vla_eqm_ros.execution.RecedingHorizon``): decode at tick 0, execute ``execute_steps`` actions,
+decode again with ``steps_executed`` = ticks since the last decode (what the ``shifted`` warm
+start advances by), and so on to the end of the episode.
 
 Offline the observations do not depend on the actions, so replay measures the decoder alone:
 errors against the demonstration, iterations, residuals, latency and chunk continuity.
@@ -28,10 +29,11 @@ import numpy as np
 
 from vla_eqm_ros.config import PolicyConfig
 from vla_eqm_ros.contract import Contract
+from vla_eqm_ros.execution import RecedingHorizon, guard_for_config
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.observation import Observation
 from vla_eqm_ros.policy import Policy
-from vla_eqm_train.bag_metrics import boundary_jump, chunk_error, first_action_error
+from vla_eqm_train.bag_metrics import chunk_error, first_action_error
 from vla_eqm_train.bags import BagError, Episode, read_episode
 
 PERIOD_TOLERANCE = 1e-6  # s: recorded vs contract control period
@@ -177,19 +179,24 @@ def replay_episode(model: PI0EqMModel, base: PolicyConfig, episode: Episode,
     observations = episode_observations(episode, period)
     recorded = episode.actions
     cycles: list[CycleRecord] = []
-    prev: np.ndarray | None = None
-    prev_tick: int | None = None
-    for t in range(0, episode.length, setting.execute_steps):
-        steps = 0 if prev_tick is None else t - prev_tick
-        t0 = time.perf_counter()
-        chunk, rec = policy.predict_action_chunk(observations[t], steps_executed=steps)
-        decode_ms = (time.perf_counter() - t0) * 1e3
-        cycles.append(CycleRecord(
-            tick=t, steps_executed=steps, iterations=rec.iterations, residual=rec.residual,
-            stop_reason=rec.stop_reason, warm_start_used=rec.warm_start_used,
-            prefix_ms=rec.prefix_ms, solve_ms=rec.solve_ms, decode_ms=decode_ms,
-            first=first_action_error(chunk, recorded[t]), chunk=chunk_error(chunk, recorded, t),
-            jump=boundary_jump(prev, prev_tick, chunk, t), residual_trace=rec.residual_trace))
-        prev, prev_tick = chunk, t
+    # the node's executor: decode when due, steps_executed = ticks since the plan was produced
+    horizon = RecedingHorizon(guard_for_config(base), setting.execute_steps)
+    for t in range(episode.length):
+        def solve(obs: Observation, steps: int, t: int = t) -> tuple[np.ndarray, Any]:
+            t0 = time.perf_counter()
+            chunk, rec = policy.predict_action_chunk(obs, steps_executed=steps)
+            decode_ms = (time.perf_counter() - t0) * 1e3
+            cycles.append(CycleRecord(
+                tick=t, steps_executed=steps, iterations=rec.iterations, residual=rec.residual,
+                stop_reason=rec.stop_reason, warm_start_used=rec.warm_start_used,
+                prefix_ms=rec.prefix_ms, solve_ms=rec.solve_ms, decode_ms=decode_ms,
+                first=first_action_error(chunk, recorded[t]),
+                chunk=chunk_error(chunk, recorded, t), jump=None,
+                residual_trace=rec.residual_trace))
+            return chunk, rec
+
+        step = horizon.step(observations[t], solve)
+        if step.installed is not None:
+            cycles[-1].jump = step.jump
     return EpisodeReplay(bag=episode.bag, setting=setting, seed=seed, length=episode.length,
                          cycles=cycles)

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_eqm_ros.execution import Plan
 from vla_eqm_ros.nodes import outputs, parameters
-from vla_eqm_ros.nodes.control import Plan
 from vla_eqm_ros.nodes.diagnostics import reason_kind
 from vla_eqm_ros.nodes.markers import plan_markers
 from vla_eqm_ros.observation import Observation
@@ -99,7 +99,7 @@ class ControlCycle:
             if self.output_mode == "joint_trajectory":
                 # the controller executed that point anyway: keep the queue on its clock, or a
                 # lockstep simulator would wait for a trajectory the node never sends
-                self.queue.pop()
+                self.horizon.queue.pop()
         self._run_cycle(from_timer=False)
 
     def _watchdog(self) -> None:
@@ -133,7 +133,7 @@ class ControlCycle:
                                        f"stale ({age:.3f} s > {max_ages[name]:.3f} s)", now,
                                        max_ages[name])
         if res.observation is None:
-            self.queue.clear()
+            self.horizon.reset()
             self._next_plan = None
             self._publish_hold(res.reason)
         return res.observation
@@ -157,15 +157,14 @@ class ControlCycle:
             for _ in range(int(round((now - last) / period)) - 1):
                 self.stats.drop()  # ticks the executor could not serve in time
         self._last_cycle_t = now
-        self._tick_index += 1
-        tick = self._tick_index
+        tick = self.horizon.begin_tick()
         self._apply_pending()
         if self._reset_pending and not self.worker.busy:
             with self._lock:
                 self._reset_pending = False
                 self._epoch += 1
             self.policy.reset()
-            self.queue.clear()
+            self.horizon.reset()
             self._next_plan = None
         if not self.enabled:
             return
@@ -176,21 +175,20 @@ class ControlCycle:
             self._publish_hold("reset in progress")
             return
         execute = parameters.read(self, "execute_steps")
-        due = self.queue.plan is None or self.queue.remaining() == 0 or \
-            self.queue.executed_since_install() >= execute
+        due = self.horizon.due(execute)
         installed = None
         if parameters.read(self, "execution") == "sync":
             if due:
-                installed = self._solve(obs, self.queue.steps_since_produced(tick),
-                                        tick, self._epoch)
-                self._install(installed, tick, obs)
+                installed = self._solve(obs, self.horizon.steps_since_produced(), tick,
+                                        self._epoch)
+                self._install(installed, obs)
         else:
             installed = self._async_step(obs, tick, due, execute, period)
         self._execute(obs)
         if installed is not None and self.debug:
             if parameters.read(self, "execution") == "sync":
                 self._publish_status(installed)
-            self._publish_plan(installed, self.queue.first_row, period)
+            self._publish_plan(installed, self.horizon.queue.first_row, period)
 
     def _async_step(self, obs: Observation, tick: int, due: bool, execute: int,
                     period: float) -> Plan | None:
@@ -207,7 +205,7 @@ class ControlCycle:
         if self._next_plan is not None and due:
             plan, self._next_plan = self._next_plan, None
             if tick - plan.produced_tick < len(plan.chunk):
-                self._install(plan, tick, obs)
+                self._install(plan, obs)
                 installed = plan
             else:
                 self.stats.intervene("stale plan discarded")
@@ -215,10 +213,11 @@ class ControlCycle:
                     f"plan from tick {plan.produced_tick} is entirely in the past at tick {tick} "
                     f"(solve {plan.record.solve_ms:.0f} ms > horizon); discarded"))
         if self._next_plan is None and not self.worker.busy:
-            left = 0 if self.queue.plan is None else execute - self.queue.executed_since_install()
+            q = self.horizon.queue
+            left = 0 if q.plan is None else execute - q.executed_since_install()
             solve_ticks = math.ceil(np.median(self.stats.solve_ms or [0.0]) / 1e3 / period)
             if left <= solve_ticks + 1:
-                self.worker.submit(obs, self.queue.steps_since_produced(tick), tick, self._epoch)
+                self.worker.submit(obs, self.horizon.steps_since_produced(), tick, self._epoch)
         return installed
 
     def _solve(self, obs: Observation, steps_executed: int, tick: int, epoch: int) -> Plan:
@@ -227,16 +226,17 @@ class ControlCycle:
                          rec.warm_start_used)
         return Plan(chunk=chunk, produced_tick=tick, record=rec, stamp=obs.stamp, epoch=epoch)
 
-    def _install(self, plan: Plan, tick: int, obs: Observation) -> None:
-        jump = self.queue.install(plan, tick)
+    def _install(self, plan: Plan, obs: Observation) -> None:
+        jump = self.horizon.install(plan)
         if jump is not None:
             self.stats.jump(jump)
         if self.output_mode != "joint_trajectory":
             return
         period = self._period()
-        last = self.guard.last if self.guard.last is not None else plan.chunk[self.queue.first_row]
+        guard, first = self.horizon.guard, self.horizon.queue.first_row
+        last = guard.last if guard.last is not None else plan.chunk[first]
         start = self.hub.measured_joints(self.contract.action.names, 2 * period, fallback=last)
-        guarded = self.guard.check_chunk(plan.chunk[self.queue.first_row:], start)
+        guarded = guard.check_chunk(plan.chunk[first:], start)
         for r in guarded.reasons:
             self.stats.intervene(r)
             self._throttled(f"safety:{r.split(' in dims')[0]}", f"trajectory guarded: {r}")
@@ -246,14 +246,17 @@ class ControlCycle:
         self._holding = ""
 
     def _execute(self, obs: Observation) -> None:
-        action = self.queue.pop()
-        if action is None:
+        if self.output_mode == "joint_trajectory":
+            # the controller executes the published chunk; the queue only keeps time
+            if self.horizon.queue.pop() is None:
+                self.stats.drop()
+                self._publish_hold("no action ready (solve still running)")
+            return
+        guarded = self.horizon.next_action()
+        if guarded is None:
             self.stats.drop()
             self._publish_hold("no action ready (solve still running)")
             return
-        if self.output_mode == "joint_trajectory":
-            return  # the controller executes the published chunk; the queue only keeps time
-        guarded = self.guard.check(action)
         for r in guarded.reasons:
             self.stats.intervene(r)
             self._throttled(f"safety:{r.split(' in dims')[0]}", f"action guarded: {r}")
@@ -277,14 +280,15 @@ class ControlCycle:
         if self.output_mode == "joint_trajectory":
             if not (first or force):
                 return
-            pos = (self.hub.measured_joints(names, 1.0, fallback=self.guard.last)
+            last = self.horizon.guard.last
+            pos = (self.hub.measured_joints(names, 1.0, fallback=last)
                    if self.hub is not None else None)
-            pos = pos if pos is not None else self.guard.last
+            pos = pos if pos is not None else last
             if pos is not None:
                 self.command_pub.publish(outputs.trajectory(pos[None, :], names, self._period(),
                                                             pos))
             return
-        self.command_pub.publish(outputs.float_command(self.guard.hold(), names))
+        self.command_pub.publish(outputs.float_command(self.horizon.hold(), names))
 
     def _stamp(self, plan: Plan) -> Any:
         """The observation's stamp (debug outputs are dated by what they were decoded from)."""

@@ -36,12 +36,13 @@ from visualization_msgs.msg import MarkerArray
 from vla_eqm_msgs.msg import ActionChunk, DecoderStatus
 from vla_eqm_ros.compat import check_compatible, resolve_contract
 from vla_eqm_ros.contract import Contract
+from vla_eqm_ros.execution import Plan, RecedingHorizon
+from vla_eqm_ros.guard import ActionGuard
 from vla_eqm_ros.nodes import parameters
-from vla_eqm_ros.nodes.control import ChunkQueue, Plan, SolveWorker
+from vla_eqm_ros.nodes.control import SolveWorker
 from vla_eqm_ros.nodes.cycle import ControlCycle
 from vla_eqm_ros.nodes.diagnostics import LoopStats, bounded, reason_kind
 from vla_eqm_ros.nodes.lifecycle_base import ManagedNode
-from vla_eqm_ros.nodes.safety import ActionGuard
 from vla_eqm_ros.nodes.sync import InputHub
 from vla_eqm_ros.nodes.trigger import ObservationTrigger
 from vla_eqm_ros.observation import Observation
@@ -108,7 +109,8 @@ class PolicyNode(ControlCycle, ManagedNode):
         if "control_rate_hz" in changes:
             self._timer.timer_period_ns = int(1e9 / changes["control_rate_hz"])
         if {"action_low", "action_high", "max_action_delta"} & set(changes):
-            self.guard.set_limits(*self._limits(), parameters.read(self, "max_action_delta"))
+            self.horizon.guard.set_limits(*self._limits(),
+                                          parameters.read(self, "max_action_delta"))
 
     def _limits(self) -> tuple[np.ndarray, np.ndarray]:
         a = self.contract.action
@@ -155,9 +157,9 @@ class PolicyNode(ControlCycle, ManagedNode):
         mode = parameters.read(self, "output_mode") or contract.action.type
         self.output_mode = mode
         low, high = self._limits()
-        self.guard = ActionGuard(low, high, contract.action.hold,
-                                 parameters.read(self, "max_action_delta"))
-        self.queue = ChunkQueue()
+        self.horizon = RecedingHorizon(
+            ActionGuard(low, high, contract.action.hold, parameters.read(self, "max_action_delta")),
+            int(parameters.read(self, "execute_steps")))
         self.worker = SolveWorker(self._solve)
         self._warm_up()
         self._create_entities()
@@ -171,7 +173,7 @@ class PolicyNode(ControlCycle, ManagedNode):
             state=np.zeros(c.state_dim, np.float32), goal=c.goal.default or "warm up")
         t0 = time.perf_counter()
         self.policy.predict_action_chunk(obs, steps_executed=0)
-        self.policy.reset()
+        self.policy.reset()  # also restarts the seeded noise stream the warm-up drew from
         self.get_logger().info(f"warm-up decode took {(time.perf_counter() - t0) * 1e3:.0f} ms")
 
     def _create_entities(self) -> None:
@@ -212,8 +214,8 @@ class PolicyNode(ControlCycle, ManagedNode):
 
     def on_start(self) -> None:
         with self._lock:
-            self.queue.clear()
-            self._tick_index, self._last_cycle_t, self._holding = 0, None, ""
+            self.horizon.reset()
+            self.horizon.tick, self._last_cycle_t, self._holding = 0, None, ""
             self._quiet_since = None
             if self._trigger is not None:
                 self._trigger.reset()
@@ -226,7 +228,7 @@ class PolicyNode(ControlCycle, ManagedNode):
             self._active = False
         with self._cycle_lock:  # a running cycle finishes first: the hold is the last command
             self._publish_hold("deactivated", force=True)
-            self.queue.clear()
+            self.horizon.reset()
 
     def emergency_hold(self, reason: str, timeout: float = 1.0) -> None:
         """Hold now, without the executor (it died, or the process is going down).

@@ -83,10 +83,14 @@ class ObservationTrigger:
     def new_episode(self) -> None:
         """The next reference frame starts an episode: it triggers even at an already-answered
         stamp (a simulator reset does not advance sim time, so its first frame may carry the
-        stamp of the previous episode's last one). Frames that arrived before this call do not.
+        stamp of the previous episode's last one). Frames that arrived before this call do not,
+        neither as the reference nor as partners.
         """
         with self._lock:
             self._episode_start = self._frames
+            # partners must arrive anew too: the previous episode's last samples carry the stamp
+            # of this episode's first frame, and the input history was cleared with the reset
+            self._newest.clear()
 
     def reset(self) -> None:
         """Forget history (activation): frames seen while inactive do not count as dropped."""

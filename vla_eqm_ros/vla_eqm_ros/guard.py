@@ -1,8 +1,8 @@
 """The last gate before an action reaches a robot: no NaN, no inf, nothing outside the limits.
 
-Kept free of rclpy so it is tested on plain arrays. Every intervention comes back with a reason the
-node logs (throttled) and counts in /diagnostics, because a silently clamped action is a bug report
-nobody can write.
+Part of the ROS-free core (``execution.RecedingHorizon`` owns one), tested on plain arrays. Every
+intervention comes back with a reason the node logs (throttled) and counts in /diagnostics,
+because a silently clamped action is a bug report nobody can write.
 
 "Hold position" for vector (Float64MultiArray) actions is the contract's ``action.hold``: a number
 per dimension, or None to repeat the last commanded value (Meta-World: zero motion, gripper kept).
