@@ -9,8 +9,6 @@ the action queue, the noise generator, the solver settings) that must never end 
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_eqm_ros import settings
 from vla_eqm_ros.checkpoint import load_checkpoint
-from vla_eqm_ros.config import PolicyConfig, SolverConfig
+from vla_eqm_ros.config import PolicyConfig
 from vla_eqm_ros.execution import RecedingHorizon, guard_for_config
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.observation import Observation
@@ -228,46 +227,17 @@ class Policy:
 
     # ---------------------------------------------------------------------------------- tuning
 
-    _ALIASES = {"fm_steps": ("fm", "steps"), "warm_start_mode": ("warm_start", "mode"),
-                "warm_start": ("warm_start", "mode"),
-                "warm_start_fraction": ("warm_start", "fraction"),
-                "warm_start_tail": ("warm_start", "tail")}
-
     def update_solver(self, **changes: Any) -> PolicyConfig:
-        """Change solver settings (tau, k_max, step_size, momentum, deadline_ms), fm_steps,
-        warm_start[_mode|_fraction|_tail] or execute_steps; validated by the config dataclasses
-        (ValueError quotes the bad value), swapped in atomically, used from the next call."""
+        """Change tunable settings (``settings.FIELDS``: tau, k_max, step_size, momentum,
+        deadline_ms, warm_start[_fraction|_tail], fm_steps, execute_steps); validated by the
+        config dataclasses (ValueError quotes the bad value), swapped in atomically, used from the
+        next call. The model's own config is never touched: policies sharing a model (bag replay
+        scans) cannot leak settings into each other."""
         cfg = self._config
-        solver_keys = {f.name for f in dataclasses.fields(SolverConfig)}
-        solver: dict[str, Any] = {}
-        nested: dict[str, dict[str, Any]] = {"fm": {}, "warm_start": {}}
-        top: dict[str, Any] = {}
-        for key, value in changes.items():
-            if key in solver_keys:
-                solver[key] = value
-            elif key in self._ALIASES:
-                section, name = self._ALIASES[key]
-                nested[section][name] = value
-            elif key == "execute_steps":
-                top[key] = value
-            else:
-                known = sorted(solver_keys | set(self._ALIASES) | {"execute_steps"})
-                hint = difflib.get_close_matches(key, known, n=1)
-                raise ValueError(f"unknown solver setting '{key}'"
-                                 + (f"; did you mean '{hint[0]}'?" if hint else ""))
-        k_max = solver.get("k_max")
-        if isinstance(k_max, float) and k_max.is_integer():  # ROS double parameters
-            solver["k_max"] = int(k_max)
-        new = cfg.replace(
-            solver=dataclasses.replace(cfg.solver, **solver),
-            fm=dataclasses.replace(cfg.fm, **nested["fm"]),
-            warm_start=dataclasses.replace(cfg.warm_start, **nested["warm_start"]),
-            **top,
-        )
+        new = settings.apply(cfg, changes)
         if new.warm_start != cfg.warm_start:
             self.warm_start.reset()
         self._config = new
-        self.model.config = new
         return new
 
     # -------------------------------------------------------------------------------- training

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_eqm_ros import settings
 from vla_eqm_ros.waiting import wait_until
 
 DEFAULT_SEED = 1000  # held out: vla-eqm record uses seed 0 for the training demos
@@ -43,9 +44,7 @@ DEFAULT_SEED = 1000  # held out: vla-eqm record uses seed 0 for the training dem
 # its own flag (its config also decides the tasks and the camera size).
 RESERVED_PARAMS = ("checkpoint", "trigger")
 # Reported in settings (read back from the node) besides any --param name.
-REPORTED_PARAMS = ("decoder", "tau", "k_max", "step_size", "momentum", "deadline_ms",
-                   "warm_start", "warm_start_fraction", "warm_start_tail", "fm_steps",
-                   "execute_steps", "execution", "control_rate_hz", "seed", "torch_threads")
+REPORTED_PARAMS = (*settings.FIELDS, "execution", "control_rate_hz", "seed", "torch_threads")
 
 
 @dataclass

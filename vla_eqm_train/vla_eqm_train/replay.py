@@ -119,11 +119,12 @@ def make_policy(model: PI0EqMModel, base: PolicyConfig, setting: ReplaySetting |
                 seed: int) -> Policy:
     """A fresh policy (empty warm start, seeded noise) on the shared model, set to ``setting``.
 
-    ``update_solver`` writes the config into the model, so the checkpoint's config is restored
-    first: a setting never inherits the previous one's values.
+    ``update_solver`` changes only this policy's copy of the config (``settings.apply``), so a
+    setting never inherits the previous one's values; ``base`` is the checkpoint's config.
     """
-    model.config = base
     policy = Policy(model, device=next(model.parameters()).device, seed=seed)
+    if policy.config != base:
+        raise ValueError("the shared model's config is not the checkpoint's")
     if setting is not None:
         policy.update_solver(**setting.solver_changes())
     return policy

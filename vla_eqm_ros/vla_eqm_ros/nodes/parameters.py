@@ -26,6 +26,8 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from vla_eqm_ros import settings
+
 LOG10_TAU_MIN = -4.0  # tau below 1e-4 shows as -4 on the log slider
 
 
@@ -254,26 +256,14 @@ def snapshot(node: Node) -> dict[str, Any]:
     return {s.name: read(node, s.name) for s in SPECS}
 
 
-# Parameter name -> Policy.update_solver keyword (decoder is checked, not applied: see below).
-POLICY_KEYS = {
-    "tau": "tau", "k_max": "k_max", "step_size": "step_size", "momentum": "momentum",
-    "deadline_ms": "deadline_ms", "warm_start": "warm_start_mode",
-    "warm_start_fraction": "warm_start_fraction", "warm_start_tail": "warm_start_tail",
-    "fm_steps": "fm_steps", "execute_steps": "execute_steps",
-}
+# Parameter name -> Policy.update_solver keyword: the same names (``settings.FIELDS``); the
+# decoder is checked at validation, never applied.
+POLICY_KEYS = {name: name for name in settings.FIELDS if name not in settings.FIXED}
 
 
 def checkpoint_values(cfg: Any, control_period: float) -> dict[str, Any]:
     """The checkpoint's value of every ``from_checkpoint`` parameter, clipped into its range."""
-    raw = {
-        "tau": float(cfg.solver.tau), "k_max": int(cfg.solver.k_max),
-        "step_size": float(cfg.solver.step_size), "momentum": float(cfg.solver.momentum),
-        "deadline_ms": float(cfg.solver.deadline_ms), "warm_start": cfg.warm_start.mode,
-        "warm_start_fraction": float(cfg.warm_start.fraction),
-        "warm_start_tail": cfg.warm_start.tail, "decoder": cfg.decoder,
-        "fm_steps": int(cfg.fm.steps), "execute_steps": int(cfg.execute_steps),
-        "control_rate_hz": 1.0 / control_period,
-    }
+    raw = {**settings.values(cfg), "control_rate_hz": 1.0 / control_period}
     out = {}
     for name, value in raw.items():
         spec = BY_NAME[name]
@@ -284,24 +274,5 @@ def checkpoint_values(cfg: Any, control_period: float) -> dict[str, Any]:
 
 
 def dry_run(cfg: Any, changes: dict[str, Any]) -> str:
-    """Validate solver changes against the policy's config dataclasses; the reason or ''."""
-    import dataclasses
-
-    if "decoder" in changes and changes["decoder"] != cfg.decoder:
-        return (f"decoder '{changes['decoder']}' needs a checkpoint trained for it; this "
-                f"checkpoint's field was trained for '{cfg.decoder}'")
-    solver = {k: v for k, v in changes.items()
-              if k in ("tau", "k_max", "step_size", "momentum", "deadline_ms")}
-    warm = {{"warm_start": "mode", "warm_start_fraction": "fraction",
-             "warm_start_tail": "tail"}[k]: v for k, v in changes.items()
-            if k in ("warm_start", "warm_start_fraction", "warm_start_tail")}
-    try:
-        dataclasses.replace(cfg.solver, **solver)
-        dataclasses.replace(cfg.warm_start, **warm)
-        if "fm_steps" in changes:
-            dataclasses.replace(cfg.fm, steps=changes["fm_steps"])
-        if "execute_steps" in changes:
-            cfg.replace(execute_steps=changes["execute_steps"])
-    except (ValueError, TypeError) as exc:
-        return str(exc)
-    return ""
+    """Validate setting changes against the policy's config dataclasses; the reason or ''."""
+    return settings.check(cfg, {k: v for k, v in changes.items() if k in settings.FIELDS})
