@@ -90,8 +90,9 @@ def serve(run: runtime.InProcess, autostart: bool, seconds: float,
                 if autostart:
                     code = autostart_node(run.policy_node)
                 run.spin.wait(seconds)
-            except (KeyboardInterrupt, *interrupts):
-                pass
+            except BaseException as exc:
+                if not isinstance(exc, (KeyboardInterrupt, *interrupts)):
+                    raise
             finally:
                 # Ctrl-C must end the process. Should the shutdown ever block (a callback that
                 # never returns keeps the executor's thread pool from joining: seen once in CI),

@@ -57,6 +57,7 @@ class SolveWorker:
                 if self._stop:
                     return
                 job, self._job, self._busy = self._job, None, True
+            assert job is not None
             try:
                 result: Plan | BaseException = self._solve(*job)
             except Exception as exc:  # reported to the control loop
