@@ -112,8 +112,8 @@ class DemoFrames:
 
     def __init__(self, cfg: PolicyConfig, bags: list[Path]) -> None:
         from vla_eqm_ros.compat import resolve_contract
-        from vla_eqm_train.bags import find_bags, read_episode
-        from vla_eqm_train.replay import episode_observations
+        from vla_eqm_train.data.bags import find_bags, read_episode
+        from vla_eqm_train.evaluation.bag.replay import episode_observations
 
         contract = resolve_contract(cfg)
         self.horizon = cfg.model.horizon

@@ -23,9 +23,9 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 import numpy as np
 
-from vla_eqm_sim.experts import ScriptedExpert
-from vla_eqm_sim.joint_expert import JointSpaceExpert
 from vla_eqm_sim.metaworld_backend import MetaWorldBackend
+from vla_eqm_sim.scripted_experts import ScriptedExpert
+from vla_eqm_sim.scripted_joint_expert import JointSpaceExpert
 
 DEFAULT_TASKS = [
     "button-press-v3", "button-press-topdown-v3", "coffee-button-v3", "door-open-v3",

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-CORE = ["config", "observation", "language", "vision", "backbone", "expert", "model",
+CORE = ["config", "observation", "language", "vision", "backbone", "action_expert", "model",
         "objectives", "solvers", "warm_start", "normalization", "checkpoint", "policy",
-        "waiting"]
+        "waiting", "execution", "guard", "settings", "contract", "decode", "compat"]
 
 SCRIPT = """
 import sys

@@ -32,7 +32,7 @@ def test_bad_values_unknown_names_and_another_decoder_are_refused_with_a_reason(
 
 def test_the_node_parameter_tables_derive_from_the_schema() -> None:
     from vla_eqm_ros.nodes import parameters
-    from vla_eqm_train.demo import REPORTED_PARAMS
+    from vla_eqm_train.demo.run import REPORTED_PARAMS
 
     assert set(parameters.POLICY_KEYS) == set(settings.FIELDS) - set(settings.FIXED)
     ckpt = parameters.checkpoint_values(get_preset("debug"), 0.05)

@@ -1,7 +1,7 @@
 """Which contract serves a checkpoint, and whether it feeds the model what it was built for.
 
 The policy node, bag replay and closed-loop evaluation all answer these two questions; they live
-here, ROS-free, so that offline tools need not import rclpy to agree with the node.
+here, ROS-free, so that offline tools need no rclpy to agree with the node.
 """
 
 from __future__ import annotations

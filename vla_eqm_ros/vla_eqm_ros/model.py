@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vla_eqm_ros.action_expert import ActionExpert, PrefixKV
 from vla_eqm_ros.backbone import build_prefix_encoder
 from vla_eqm_ros.config import PolicyConfig
-from vla_eqm_ros.expert import ActionExpert, PrefixKV
 from vla_eqm_ros.normalization import Normalizer
 from vla_eqm_ros.objectives import eqm_loss, fm_loss
 

@@ -22,6 +22,7 @@ from std_msgs.msg import Float64MultiArray, String
 
 from vla_eqm_msgs.msg import ActionChunk, EpisodeStatus
 from vla_eqm_msgs.srv import ResetEpisode
+from vla_eqm_ros.waiting import spin_until
 from vla_eqm_sim.nodes.sim_bridge import SimBridge
 
 TEST_CAMERAS = ["corner", "gripperPOV"]
@@ -80,10 +81,7 @@ class BridgeHarness:
         )
 
     def spin_until(self, predicate, timeout: float = 20.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            self.executor.spin_once(timeout_sec=0.02)
+        assert spin_until(self.executor, predicate, timeout), f"timed out waiting for {what}"
 
     def spin_for(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

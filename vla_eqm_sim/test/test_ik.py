@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from vla_eqm_sim.ik import DifferentialIK, IKConfig, orientation_error
-from vla_eqm_sim.joint_expert import JointSpaceExpert
 from vla_eqm_sim.sawyer_joint import (
     ARM_JOINTS,
     IK_SITE,
@@ -16,6 +15,7 @@ from vla_eqm_sim.sawyer_joint import (
     joint_task_state,
     make_arm_ik,
 )
+from vla_eqm_sim.scripted_joint_expert import JointSpaceExpert
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pytest
 from sim_bridge_harness import BridgeHarness
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from vla_eqm_sim.joint_expert import JointSpaceExpert
 from vla_eqm_sim.metaworld_backend import MetaWorldBackend
 from vla_eqm_sim.sawyer_joint import ARM_JOINTS, HAND_QUAT, SAWYER_J1_RANGE
+from vla_eqm_sim.scripted_joint_expert import JointSpaceExpert
 
 JOINT_NAMES = [*ARM_JOINTS, "gripper"]
 

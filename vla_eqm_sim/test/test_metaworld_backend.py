@@ -8,9 +8,9 @@ import pytest
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
 from vla_eqm_sim.backend import SimBackend, make_backend
-from vla_eqm_sim.experts import ScriptedExpert, expert_tasks
 from vla_eqm_sim.instructions import INSTRUCTIONS, instruction_for
 from vla_eqm_sim.metaworld_backend import SAWYER_JOINTS, MetaWorldBackend
+from vla_eqm_sim.scripted_experts import ScriptedExpert, expert_tasks
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,7 @@ def test_the_training_package_decodes_the_demo_through_the_joint_contract(joint_
     import yaml
 
     from vla_eqm_ros.contract import Contract
-    from vla_eqm_train.bags import read_episode
+    from vla_eqm_train.data.bags import read_episode
 
     meta, topics = joint_demo
     spec = yaml.safe_load(JOINT_CONTRACT.read_text())

@@ -160,7 +160,7 @@ def test_an_action_chunk_runs_all_its_rows_from_first_step_in_lockstep(lockstep)
 
 
 def test_success_is_latched_and_ends_the_episode():
-    from vla_eqm_sim.experts import ScriptedExpert
+    from vla_eqm_sim.scripted_experts import ScriptedExpert
 
     h = BridgeHarness("lockstep", cameras=["corner"], max_steps=120)
     try:

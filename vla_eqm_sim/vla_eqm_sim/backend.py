@@ -17,7 +17,7 @@ CONTROL_MODES = ("cartesian", "joint")
 
 
 @dataclass(frozen=True)
-class ActionSpec:
+class ActionSpace:
     """What a command vector means: a name, a lower and an upper bound per dimension.
 
     ``names`` travel into ActionChunk/JointTrajectory messages and checkpoints, so a policy
@@ -71,7 +71,7 @@ class SimBackend(abc.ABC):
     #: control period of one ``step`` in simulated seconds
     dt: float
     #: the action vector layout and bounds
-    action_spec: ActionSpec
+    action_spec: ActionSpace
 
     @abc.abstractmethod
     def reset(self, task: str | None = None, variation: int = 0, seed: int = 0) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_eqm_sim.backend import ActionSpec
+from vla_eqm_sim.backend import ActionSpace
 
 
 class CommandRejected(ValueError):
@@ -38,7 +38,8 @@ class CommandLimits:
             raise ValueError(f"max_chunk_rows must be >= 1, got {self.max_chunk_rows!r}")
 
 
-def validate_action(values: Sequence[float], spec: ActionSpec, limits: CommandLimits) -> np.ndarray:
+def validate_action(values: Sequence[float], spec: ActionSpace,
+                    limits: CommandLimits) -> np.ndarray:
     """One command vector -> a clipped float64 action of shape (spec.dim,), or CommandRejected."""
     action = np.asarray(values, dtype=np.float64).reshape(-1)
     if action.shape[0] != spec.dim:
@@ -49,7 +50,7 @@ def validate_action(values: Sequence[float], spec: ActionSpec, limits: CommandLi
 
 
 def validate_chunk(
-    values: Sequence[float], rows: int, spec: ActionSpec, limits: CommandLimits
+    values: Sequence[float], rows: int, spec: ActionSpace, limits: CommandLimits
 ) -> np.ndarray:
     """A row-major chunk of ``rows`` actions -> clipped (rows, spec.dim), or CommandRejected."""
     flat = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -64,7 +65,7 @@ def validate_chunk(
     return _check_values(flat.reshape(rows, spec.dim), spec, limits)
 
 
-def reorder_columns(names: Sequence[str], spec: ActionSpec) -> list[int] | None:
+def reorder_columns(names: Sequence[str], spec: ActionSpace) -> list[int] | None:
     """Column index of each spec dimension in a message that names its columns.
 
     Empty ``names`` means "already in spec order" (returns None). Any mismatch is a rejection: a
@@ -79,7 +80,7 @@ def reorder_columns(names: Sequence[str], spec: ActionSpec) -> list[int] | None:
     return [names.index(n) for n in spec.names]
 
 
-def clamped_dimensions(rows: np.ndarray, spec: ActionSpec) -> dict[str, float]:
+def clamped_dimensions(rows: np.ndarray, spec: ActionSpace) -> dict[str, float]:
     """Dimensions with a value outside the bounds -> the worst such value (finite rows only).
 
     For joint commands the bounds are the joint limits: the bridge clamps and warns, as a
@@ -94,7 +95,7 @@ def clamped_dimensions(rows: np.ndarray, spec: ActionSpec) -> dict[str, float]:
     return out
 
 
-def _check_values(actions: np.ndarray, spec: ActionSpec, limits: CommandLimits) -> np.ndarray:
+def _check_values(actions: np.ndarray, spec: ActionSpace, limits: CommandLimits) -> np.ndarray:
     # actions: (rows, dim)
     if np.isnan(actions).any():
         row, col = np.argwhere(np.isnan(actions))[0]

@@ -29,13 +29,13 @@ import metaworld
 import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-from vla_eqm_sim.backend import ActionSpec, EpisodeId, SimBackend, StepResult
+from vla_eqm_sim.backend import ActionSpace, EpisodeId, SimBackend, StepResult
 from vla_eqm_sim.instructions import instruction_for
 from vla_eqm_sim.rendering import CameraRenderer, RenderThread
 from vla_eqm_sim.sawyer_joint import ARM_JOINTS, joint_env_class, joint_task_state
 
 SAWYER_JOINTS = [f"right_j{i}" for i in range(7)] + ["r_close", "l_close"]
-CARTESIAN_SPEC = ActionSpec(
+CARTESIAN_SPEC = ActionSpace(
     names=("dx", "dy", "dz", "gripper"),
     low=np.full(4, -1.0),
     high=np.full(4, 1.0),
@@ -44,10 +44,10 @@ CARTESIAN_SPEC = ActionSpec(
 )
 
 
-def joint_action_spec(model) -> ActionSpec:
+def joint_action_spec(model) -> ActionSpace:
     """Seven arm joint targets (rad, bounded by the model's joint limits) plus the gripper."""
     ranges = np.array([model.joint(j).range for j in ARM_JOINTS], dtype=np.float64)  # (7, 2)
-    return ActionSpec(
+    return ActionSpace(
         names=(*ARM_JOINTS, "gripper"),
         low=np.append(ranges[:, 0], -1.0),
         high=np.append(ranges[:, 1], 1.0),

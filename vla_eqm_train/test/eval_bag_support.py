@@ -21,7 +21,7 @@ from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_sim.bag_types import make_typestore
 from vla_eqm_train.cli import main as vla_eqm
-from vla_eqm_train.dataset_cli import DEFAULT_CONTRACT
+from vla_eqm_train.commands.dataset import DEFAULT_CONTRACT
 
 TASK = "button-press-topdown-v3"
 SIZE = 32

@@ -21,8 +21,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from vla_eqm_sim.bag_types import make_typestore
-from vla_eqm_train.bag_player import BagPlayer, message_class
 from vla_eqm_train.cli import main as vla_eqm
+from vla_eqm_train.evaluation.live.player import BagPlayer, message_class
 
 STEPS = 10
 INPUTS = ["/camera/corner/image_raw", "/joint_states", "/ee_pose", "/language_goal"]

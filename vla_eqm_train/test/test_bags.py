@@ -9,7 +9,7 @@ import pytest
 from bag_factory import command_of, contract, write_bag
 
 from vla_eqm_ros.contract import Contract
-from vla_eqm_train.bags import BagError, find_bags, read_episode
+from vla_eqm_train.data.bags import BagError, find_bags, read_episode
 
 
 def test_each_frame_pairs_the_observation_of_a_tick_with_the_command_answering_it(tmp_path):

@@ -12,9 +12,9 @@ from bag_factory import command_of, contract, write_bag
 
 from vla_eqm_ros.config import get_preset
 from vla_eqm_ros.model import PI0EqMModel
-from vla_eqm_train.bags import read_episode
-from vla_eqm_train.dataset import ChunkDataset, DatasetError, split_episodes, write_cache
-from vla_eqm_train.trainer import fit_normalizers
+from vla_eqm_train.data.bags import read_episode
+from vla_eqm_train.data.dataset import ChunkDataset, DatasetError, split_episodes, write_cache
+from vla_eqm_train.training.trainer import fit_normalizers
 
 
 @pytest.fixture(scope="module")

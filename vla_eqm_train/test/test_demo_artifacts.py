@@ -14,8 +14,8 @@ from rosbags.highlevel import AnyReader
 
 from vla_eqm_ros.execution import ChunkQueue, Plan
 from vla_eqm_sim.bag_types import make_typestore
-from vla_eqm_train import demo_artifacts as art
-from vla_eqm_train.demo import parse_params
+from vla_eqm_train.commands.demo import parse_params
+from vla_eqm_train.demo import artifacts as art
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CAMERA = "corner"
@@ -193,7 +193,7 @@ def test_boundary_jumps_from_published_chunks_match_the_nodes_chunk_queue(delay)
             jump = queue.install(plan, tick)
             if jump is not None:
                 expected.append(jump)
-            chunks.append(art.Chunk(episode, plan.produced_tick, tick - plan.produced_tick,
+            chunks.append(art.RecordedChunk(episode, plan.produced_tick, tick - plan.produced_tick,
                                     plan.chunk))
         queue.pop()
     got = art.boundary_jumps(chunks)

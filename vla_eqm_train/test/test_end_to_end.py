@@ -12,7 +12,7 @@ import yaml
 
 from vla_eqm_ros.policy import Policy
 from vla_eqm_train.cli import main as vla_eqm
-from vla_eqm_train.dataset_cli import DEFAULT_CONTRACT
+from vla_eqm_train.commands.dataset import DEFAULT_CONTRACT
 
 TASK = "button-press-topdown-v3"
 

@@ -14,8 +14,8 @@ from eval_bag_support import K_MAX, debug_checkpoint, record_bags
 from vla_eqm_ros.checkpoint import load_checkpoint
 from vla_eqm_ros.compat import check_compatible, resolve_contract
 from vla_eqm_train.cli import main as vla_eqm
-from vla_eqm_train.iterate_probe import probe_iterates
-from vla_eqm_train.replay import (
+from vla_eqm_train.evaluation.bag.iterate_probe import probe_iterates
+from vla_eqm_train.evaluation.bag.replay import (
     ReplaySetting,
     episode_observations,
     load_episode,

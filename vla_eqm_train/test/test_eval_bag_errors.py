@@ -11,9 +11,9 @@ import yaml
 from eval_bag_support import contract_dict, copy_bag, debug_checkpoint, record_bags, truncate_bag
 
 from vla_eqm_ros.contract import Contract
-from vla_eqm_train.bags import BagError
 from vla_eqm_train.cli import main as vla_eqm
-from vla_eqm_train.replay import load_episode
+from vla_eqm_train.data.bags import BagError
+from vla_eqm_train.evaluation.bag.replay import load_episode
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_eqm_train.bag_metrics import (
+from vla_eqm_train.evaluation.bag.metrics import (
     aggregate_cycles,
     boundary_jump,
     chunk_error,
     first_action_error,
 )
-from vla_eqm_train.live_compare import _command_errors
+from vla_eqm_train.evaluation.live.compare import _command_errors
 
 RECORDED = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])  # T = 3 ticks, d = 2
 

@@ -8,7 +8,13 @@ import argparse
 import pytest
 
 from vla_eqm_ros.config import get_preset
-from vla_eqm_train.eval_sim import _apply_overrides, add_arguments, aggregate, overrides_of, plan
+from vla_eqm_train.commands.eval_sim import (
+    _apply_overrides,
+    add_arguments,
+    aggregate,
+    overrides_of,
+    plan,
+)
 
 
 def _args(*argv: str) -> argparse.Namespace:

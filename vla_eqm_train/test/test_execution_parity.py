@@ -36,8 +36,8 @@ def executed(monkeypatch) -> list[np.ndarray]:
 @pytest.mark.timeout(600)
 def test_the_node_and_the_eval_client_execute_the_same_actions(executed) -> None:
     from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
-    from vla_eqm_train.demo import run_demo
-    from vla_eqm_train.eval_worker import run_worker
+    from vla_eqm_train.demo.run import run_demo
+    from vla_eqm_train.evaluation.sim.worker import run_worker
 
     summary = run_demo(None, [TASK], 2, STEPS, SEED, emit=lambda _line: None)
     assert summary["episodes"] == 2 and summary["holds"] == 0, summary

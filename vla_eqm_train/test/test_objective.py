@@ -6,8 +6,8 @@ import torch
 
 from vla_eqm_ros.config import get_preset
 from vla_eqm_ros.model import PI0EqMModel
-from vla_eqm_train.augment import random_shift
-from vla_eqm_train.objective import MaskedObjective, masked_mse
+from vla_eqm_train.data.augment import random_shift
+from vla_eqm_train.training.objective import MaskedObjective, masked_mse
 
 
 def _batch(model: PI0EqMModel, b: int = 3) -> dict:

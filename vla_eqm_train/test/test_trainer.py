@@ -11,10 +11,10 @@ from bag_factory import contract, write_bag
 
 from vla_eqm_ros.checkpoint import load_config
 from vla_eqm_ros.policy import Policy
-from vla_eqm_train.bags import read_episode
-from vla_eqm_train.dataset import write_cache
-from vla_eqm_train.train_config import TrainConfig
-from vla_eqm_train.trainer import Trainer, lr_factor
+from vla_eqm_train.data.bags import read_episode
+from vla_eqm_train.data.dataset import write_cache
+from vla_eqm_train.training.config import TrainConfig
+from vla_eqm_train.training.trainer import Trainer, lr_factor
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,17 @@ from collections.abc import Sequence
 
 # subcommand -> (module, one-line help). "dataset build" is a nested subcommand of "dataset".
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "record": ("vla_eqm_sim.record", "record scripted-expert demonstrations as rosbag2 (MCAP)"),
-    "dataset": ("vla_eqm_train.dataset_cli", "build a training cache from rosbag2 demonstrations"),
-    "train": ("vla_eqm_train.train_cli", "train an EqM or FM checkpoint"),
-    "eval-sim": ("vla_eqm_train.eval_sim", "closed-loop evaluation against the sim bridge"),
-    "eval-bag": ("vla_eqm_train.eval_bag", "replay rosbag2 files through a checkpoint and report"),
-    "demo": ("vla_eqm_train.demo", "closed-loop EqM demo: sim bridge + policy node over ROS 2"),
+    "record": ("vla_eqm_sim.record_cli",
+               "record scripted-expert demonstrations as rosbag2 (MCAP)"),
+    "dataset": ("vla_eqm_train.commands.dataset",
+                "build a training cache from rosbag2 demonstrations"),
+    "train": ("vla_eqm_train.commands.train", "train an EqM or FM checkpoint"),
+    "eval-sim": ("vla_eqm_train.commands.eval_sim",
+                 "closed-loop evaluation against the sim bridge"),
+    "eval-bag": ("vla_eqm_train.commands.eval_bag",
+                 "replay rosbag2 files through a checkpoint and report"),
+    "demo": ("vla_eqm_train.commands.demo",
+             "closed-loop EqM demo: sim bridge + policy node over ROS 2"),
 }
 
 

@@ -23,9 +23,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 
 from vla_eqm_sim.backend import CONTROL_MODES
-from vla_eqm_sim.experts import ScriptedExpert
-from vla_eqm_sim.joint_expert import JointSpaceExpert
 from vla_eqm_sim.nodes.messages import command_msg
+from vla_eqm_sim.scripted_experts import ScriptedExpert
+from vla_eqm_sim.scripted_joint_expert import JointSpaceExpert
 
 
 class ExpertNode(Node):

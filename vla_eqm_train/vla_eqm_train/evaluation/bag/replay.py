@@ -33,8 +33,8 @@ from vla_eqm_ros.execution import RecedingHorizon, guard_for_config
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.observation import Observation
 from vla_eqm_ros.policy import Policy
-from vla_eqm_train.bag_metrics import chunk_error, first_action_error
-from vla_eqm_train.bags import BagError, Episode, read_episode
+from vla_eqm_train.data.bags import BagError, Episode, read_episode
+from vla_eqm_train.evaluation.bag.metrics import chunk_error, first_action_error
 
 PERIOD_TOLERANCE = 1e-6  # s: recorded vs contract control period
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ _OVERRIDES = ("dataset", "out", "run_dir", "decoder", "steps", "batch_size", "se
 
 
 def load_config(args: argparse.Namespace):
-    from vla_eqm_train.train_config import TrainConfig
+    from vla_eqm_train.training.config import TrainConfig
 
     cfg = TrainConfig.load(args.config)
     changes = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k, None) is not None}
@@ -48,8 +48,8 @@ def load_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_eqm_train.dataset import DatasetError
-    from vla_eqm_train.trainer import Trainer
+    from vla_eqm_train.data.dataset import DatasetError
+    from vla_eqm_train.training.trainer import Trainer
 
     try:
         cfg = load_config(args)

@@ -22,7 +22,7 @@ import torch
 from vla_eqm_ros.observation import Observation
 from vla_eqm_ros.policy import Policy
 from vla_eqm_ros.solvers import eqm_solve
-from vla_eqm_train.bag_metrics import chunk_error, first_action_error
+from vla_eqm_train.evaluation.bag.metrics import chunk_error, first_action_error
 
 
 def probe_ticks(length: int, count: int) -> list[int]:

@@ -148,7 +148,7 @@ def run_workers(specs: list[dict[str, Any]], domain_base: int, progress: bool
             path.write_text(json.dumps(spec))
             domain = 1 + (domain_base + k) % 200
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "vla_eqm_train.eval_worker", str(path)],
+                [sys.executable, "-m", "vla_eqm_train.evaluation.sim.worker", str(path)],
                 stdout=subprocess.PIPE, text=True, env=_worker_env(domain)))
 
         def reader(proc: subprocess.Popen) -> None:
@@ -187,7 +187,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     overrides = overrides_of(args)
     if args.expert and args.checkpoint is None:
         from vla_eqm_ros.contract import Contract
-        from vla_eqm_train.dataset_cli import DEFAULT_CONTRACT
+        from vla_eqm_train.commands.dataset import DEFAULT_CONTRACT
 
         if not args.tasks:
             raise ValueError("--expert needs --tasks (or a --checkpoint to take them from)")
@@ -224,7 +224,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                      "training_demos": "seed 0 (vla-eqm record default)"},
         "max_steps": args.max_steps, "workers": n, "episodes_run": len(records),
         "episodes_planned": len(episodes), "wall_s": round(time.monotonic() - t0, 1),
-        "client": "vla_eqm_train.policy_client.PolicyClient (lockstep, ROS topics)",
+        "client": "vla_eqm_train.evaluation.sim.client.PolicyClient (lockstep, ROS topics)",
         "episodes": records,
     })
     return report

@@ -1,10 +1,10 @@
 """One evaluation worker process: a lockstep sim bridge and a policy client on a private domain.
 
-``python -m vla_eqm_train.eval_worker SPEC.json`` runs the episodes listed in the spec and prints
-one JSON line per episode on stdout (the parent's progress bar reads them). The parent gives every
-worker its own ``ROS_DOMAIN_ID`` (loopback only), so workers never hear each other. The bridge and
-the client share one executor in this process but talk through DDS topics, exactly like separate
-processes (the same arrangement as ``vla_eqm_sim.recording``).
+``python -m vla_eqm_train.evaluation.sim.worker SPEC.json`` runs the episodes listed in the spec
+and prints one JSON line per episode on stdout (the parent's progress bar reads them). The parent
+gives every worker its own ``ROS_DOMAIN_ID`` (loopback only), so workers never hear each other.
+The bridge and the client share one executor in this process but talk through DDS topics,
+exactly like separate processes (the same arrangement as ``vla_eqm_sim.expert_session``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def run_worker(spec: dict[str, Any], emit=print) -> list[dict[str, Any]]:
 
     from vla_eqm_msgs.srv import ResetEpisode
     from vla_eqm_ros.contract import Contract
+    from vla_eqm_ros.waiting import spin_until
     from vla_eqm_sim.nodes.sim_bridge import SimBridge
-    from vla_eqm_train.policy_client import PolicyClient, wait_until
+    from vla_eqm_train.evaluation.sim.client import PolicyClient
 
     torch.set_num_threads(int(spec.get("threads", 1)))
     expert = spec.get("expert", False)
@@ -68,7 +69,7 @@ def run_worker(spec: dict[str, Any], emit=print) -> list[dict[str, Any]]:
         for node in nodes:
             executor.add_node(node)
         reset = client.create_client(ResetEpisode, "/sim/reset")
-        ready = wait_until(executor, lambda: bridge.outputs_matched() and client.command_matched()
+        ready = spin_until(executor, lambda: bridge.outputs_matched() and client.command_matched()
                            and reset.service_is_ready(), 90.0)
         if not ready:
             raise RuntimeError("the bridge and the policy client did not discover each other")
@@ -90,13 +91,13 @@ def run_worker(spec: dict[str, Any], emit=print) -> list[dict[str, Any]]:
 def _episode(executor, bridge, client, reset, task: str, variation: int, seed: int,
              stall_timeout_s: float) -> dict[str, Any]:
     from vla_eqm_msgs.srv import ResetEpisode
-    from vla_eqm_train.policy_client import wait_until
+    from vla_eqm_ros.waiting import spin_until
 
     t0 = time.monotonic()
     client.start_episode()
     future = reset.call_async(ResetEpisode.Request(task=task, variation=variation, seed=seed))
     error = ""
-    if not wait_until(executor, future.done, 60.0) or not future.result().success:
+    if not spin_until(executor, future.done, 60.0) or not future.result().success:
         error = "reset failed" if future.done() else "reset timed out"
     last_step, last_progress = -1, time.monotonic()
     while not error and not client.log.done:
@@ -118,7 +119,7 @@ def _episode(executor, bridge, client, reset, task: str, variation: int, seed: i
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m vla_eqm_train.eval_worker SPEC.json", file=sys.stderr)
+        print("usage: python -m vla_eqm_train.evaluation.sim.worker SPEC.json", file=sys.stderr)
         return 2
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     with open(argv[0]) as fh:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vla_eqm_ros.contract import Contract
-from vla_eqm_train.bags import Episode
+from vla_eqm_train.data.bags import Episode
 
 META = "meta.json"
 CACHE_VERSION = 1
@@ -185,7 +185,7 @@ def _meta(out: Path, records: list[dict[str, Any]], contract: Contract, train: l
 
 
 @dataclass
-class Chunk:
+class ChunkSample:
     """A batch of training samples (numpy; the trainer moves them to torch)."""
 
     images: dict[str, np.ndarray]  # camera -> (B, H, W, 3) uint8
@@ -248,7 +248,7 @@ class ChunkDataset:
         rows = np.minimum(want, end[:, None] - 1)  # pad: repeat the episode's last action
         return np.asarray(self.actions[rows], dtype=np.float32), mask
 
-    def batch(self, positions: np.ndarray) -> Chunk:
+    def batch(self, positions: np.ndarray) -> ChunkSample:
         """Samples at positions into this split (0 .. len-1)."""
         frames = self.indices[np.asarray(positions, dtype=np.int64)]
         order = np.argsort(frames)  # memmap reads in file order, then undo
@@ -257,8 +257,8 @@ class ChunkDataset:
         images = {c: np.asarray(self.images[c][sorted_frames])[inverse] for c in self.cameras}
         actions, mask = self.chunk_targets(frames)
         ep = np.asarray(self.episode_index[frames])
-        return Chunk(images=images, state=np.asarray(self.state[frames], dtype=np.float32),
+        return ChunkSample(images=images, state=np.asarray(self.state[frames], dtype=np.float32),
                      actions=actions, mask=mask, goals=[self.goals[int(e)] for e in ep])
 
-    def __getitem__(self, position: int) -> Chunk:
+    def __getitem__(self, position: int) -> ChunkSample:
         return self.batch(np.array([position]))

@@ -97,7 +97,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
     from vla_eqm_ros.checkpoint import CheckpointError, load_checkpoint
     from vla_eqm_ros.compat import check_compatible, resolve_contract
     from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
-    from vla_eqm_train.replay import settings_grid
+    from vla_eqm_train.evaluation.bag.replay import settings_grid
 
     ckpt = args.checkpoint
     if ckpt is None:
@@ -137,7 +137,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 def collect_bags(paths: list[Path]) -> tuple[list[Path], list[dict[str, str]]]:
     """Bags under the given paths, and an entry for each path that holds none."""
-    from vla_eqm_train.bags import BagError, find_bags
+    from vla_eqm_train.data.bags import BagError, find_bags
 
     bags: list[Path] = []
     missing: list[dict[str, str]] = []
@@ -155,10 +155,10 @@ def collect_bags(paths: list[Path]) -> tuple[list[Path], list[dict[str, str]]]:
 
 def _replay_bag(job: dict[str, Any], bag: Path, probe_cycles: int, bar: Any) -> dict[str, Any]:
     """Decode one bag and replay it under every setting; failures are recorded, not raised."""
-    from vla_eqm_train.bag_metrics import aggregate_cycles
-    from vla_eqm_train.bags import BagError
-    from vla_eqm_train.iterate_probe import probe_iterates, probe_ticks
-    from vla_eqm_train.replay import (
+    from vla_eqm_train.data.bags import BagError
+    from vla_eqm_train.evaluation.bag.iterate_probe import probe_iterates, probe_ticks
+    from vla_eqm_train.evaluation.bag.metrics import aggregate_cycles
+    from vla_eqm_train.evaluation.bag.replay import (
         episode_observations,
         episode_seed,
         load_episode,
@@ -210,7 +210,7 @@ def _replay_bag(job: dict[str, Any], bag: Path, probe_cycles: int, bar: Any) -> 
 def build_report(job: dict[str, Any], episodes: list[dict[str, Any]],
                  missing: list[dict[str, str]], live: dict[str, Any] | None, wall_s: float,
                  interrupted: bool, args: argparse.Namespace) -> dict[str, Any]:
-    from vla_eqm_train.bag_report import is_complete, setting_aggregates
+    from vla_eqm_train.evaluation.bag.report import is_complete, setting_aggregates
 
     cfg = job["cfg"]
     settings = [s.to_dict() for s in job["settings"]]
@@ -254,8 +254,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from vla_eqm_train.bag_plots import write_plots
-    from vla_eqm_train.bag_report import scan_table, write_json, write_markdown
+    from vla_eqm_train.evaluation.bag.plots import write_plots
+    from vla_eqm_train.evaluation.bag.report import scan_table, write_json, write_markdown
 
     t0 = time.monotonic()
     if args.threads > 0:
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"eval-bag: FAILED {entry['error']}", file=sys.stderr)
             episodes.append(entry)
         if args.live:
-            from vla_eqm_train.live_replay import run_live
+            from vla_eqm_train.evaluation.live.replay import run_live
 
             live = run_live(job, [Path(e["bag"]) for e in episodes if e["status"] == "ok"],
                             args.out, args.rate, bar, tau=args.tau, warm_start=args.warm_start)

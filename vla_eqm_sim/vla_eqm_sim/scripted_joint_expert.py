@@ -23,7 +23,6 @@ from functools import cache
 import mujoco
 import numpy as np
 
-from vla_eqm_sim.experts import ScriptedExpert
 from vla_eqm_sim.ik import DifferentialIK, IKConfig
 from vla_eqm_sim.sawyer_joint import (
     ACTION_SCALE,
@@ -33,6 +32,7 @@ from vla_eqm_sim.sawyer_joint import (
     site_offset,
     split_joint_task_state,
 )
+from vla_eqm_sim.scripted_experts import ScriptedExpert
 
 # Per control step the reference moves <= 1 cm from the previous solution: few iterations do.
 EXPERT_IK = IKConfig(iterations=5)

@@ -18,9 +18,10 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from vla_eqm_msgs.srv import ResetEpisode
+from vla_eqm_ros.waiting import spin_until
 from vla_eqm_sim.bag_writer import write_episode_bag
+from vla_eqm_sim.nodes.bag_recorder_node import RecorderNode
 from vla_eqm_sim.nodes.expert_node import ExpertNode
-from vla_eqm_sim.nodes.recorder_node import RecorderNode
 from vla_eqm_sim.nodes.sim_bridge import SimBridge
 
 
@@ -96,11 +97,8 @@ class RecordingSession:
             raise
 
     def _spin_until(self, predicate, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise RecordingError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-            self.executor.spin_once(timeout_sec=0.05)
+        if not spin_until(self.executor, predicate, timeout_s, poll=0.05):
+            raise RecordingError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
     def _wait_for_graph(self) -> None:
         """Lockstep loses nothing only once every publisher sees its subscribers."""

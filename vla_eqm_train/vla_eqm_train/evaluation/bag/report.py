@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from vla_eqm_train.bag_metrics import aggregate_cycles
+from vla_eqm_train.evaluation.bag.metrics import aggregate_cycles
 
 
 def setting_aggregates(episodes: list[dict[str, Any]], settings: list[dict[str, Any]]

@@ -15,7 +15,6 @@ step's messages alike); DDS does not order messages across topics, so the client
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,12 +152,3 @@ class PolicyClient(Node):
 def _ns(msg: Any) -> int:
     return int(round(stamp_of(msg) * 1e9))
 
-
-def wait_until(executor: Any, predicate: Any, timeout_s: float) -> bool:
-    """Spin until ``predicate()``; False on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        executor.spin_once(timeout_sec=0.02)
-    return True

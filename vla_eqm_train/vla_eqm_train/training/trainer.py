@@ -30,12 +30,12 @@ from vla_eqm_ros.checkpoint import save_checkpoint
 from vla_eqm_ros.config import CameraConfig, PolicyConfig, get_preset
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.solvers import eqm_solve, fm_integrate
-from vla_eqm_train.augment import random_shift
-from vla_eqm_train.curves import plot_curves
-from vla_eqm_train.dataset import Chunk, ChunkDataset
-from vla_eqm_train.objective import MaskedObjective
-from vla_eqm_train.provenance import environment, git_commit
-from vla_eqm_train.train_config import TrainConfig
+from vla_eqm_train.data.augment import random_shift
+from vla_eqm_train.data.dataset import ChunkDataset, ChunkSample
+from vla_eqm_train.data.provenance import environment, git_commit
+from vla_eqm_train.training.config import TrainConfig
+from vla_eqm_train.training.curves import plot_curves
+from vla_eqm_train.training.objective import MaskedObjective
 
 STATE_FILE = "train_state.pt"
 
@@ -144,7 +144,7 @@ class Trainer:
             self.load_state()
 
     # ------------------------------------------------------------------------------ batches
-    def _to_batch(self, chunk: Chunk, augment: bool, model: PI0EqMModel) -> dict[str, Any]:
+    def _to_batch(self, chunk: ChunkSample, augment: bool, model: PI0EqMModel) -> dict[str, Any]:
         images = {}
         for cam, arr in chunk.images.items():
             t = torch.from_numpy(np.ascontiguousarray(arr))
@@ -231,7 +231,7 @@ class Trainer:
               file=sys.stderr)
         return out
 
-    def _decode_error(self, model: PI0EqMModel, batch: dict[str, Any], chunk: Chunk,
+    def _decode_error(self, model: PI0EqMModel, batch: dict[str, Any], chunk: ChunkSample,
                       gen: torch.Generator) -> float:
         cfg = model.config
         prefix = model.encode_prefix(batch)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CONTRACT = Path(__file__).resolve().parents[1] / "config" / "metaworld_contract.yaml"
+DEFAULT_CONTRACT = Path(__file__).resolve().parents[2] / "config" / "metaworld_contract.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +84,8 @@ def build(bags: list[Path], out: Path, contract_path: Path, *, val_fraction: flo
     from tqdm import tqdm
 
     from vla_eqm_ros.contract import Contract
-    from vla_eqm_train.bags import find_bags, read_episode
-    from vla_eqm_train.dataset import DatasetError, write_cache
+    from vla_eqm_train.data.bags import find_bags, read_episode
+    from vla_eqm_train.data.dataset import DatasetError, write_cache
 
     contract = Contract.from_yaml(contract_path)
     paths = find_bags(bags)
@@ -114,8 +114,8 @@ def build(bags: list[Path], out: Path, contract_path: Path, *, val_fraction: flo
 
 def run(args: argparse.Namespace) -> int:
     from vla_eqm_ros.contract import ContractError
-    from vla_eqm_train.bags import BagError
-    from vla_eqm_train.dataset import DatasetError
+    from vla_eqm_train.data.bags import BagError
+    from vla_eqm_train.data.dataset import DatasetError
 
     out: Path = args.out
     if out.exists() and any(out.iterdir()):

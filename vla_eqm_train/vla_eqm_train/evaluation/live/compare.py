@@ -24,7 +24,7 @@ import numpy as np
 
 from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.decode import decode_command
-from vla_eqm_train.bag_metrics import (
+from vla_eqm_train.evaluation.bag.metrics import (
     aggregate_cycles,
     boundary_jump,
     chunk_error,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_eqm_ros.waiting import wait_until
-from vla_eqm_train.live_compare import compare_live
+from vla_eqm_train.evaluation.live.compare import compare_live
 
 NODE_NAME = "policy_node"
 STATUS_TOPIC = f"/{NODE_NAME}/decoder_status"
@@ -37,7 +37,7 @@ def _recorder_class():
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from vla_eqm_train.bag_player import message_class
+    from vla_eqm_train.evaluation.live.player import message_class
 
     class OutputRecorder(Node):
         """Raw subscriptions to the node's outputs; buffers (topic, type, wall receipt, CDR)."""
@@ -104,7 +104,7 @@ def live_episode(bag: Path, contract: Any, params: dict[str, Any], out_dir: Path
 
     from vla_eqm_ros.nodes.policy_node import PolicyNode
     from vla_eqm_ros.nodes.runtime import shut_down
-    from vla_eqm_train.bag_player import BagPlayer
+    from vla_eqm_train.evaluation.live.player import BagPlayer
 
     inputs = [t for t, _ in contract.input_topics()]
     if contract.ee_pose_topic and contract.ee_pose_topic not in inputs:

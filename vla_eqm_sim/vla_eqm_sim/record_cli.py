@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def plan_episodes(tasks: list[str], seeds: list[int], episodes: int, variation_start: int = 0):
     """The recording plan: every (task, seed, variation), in order."""
-    from vla_eqm_sim.recording import EpisodePlan
+    from vla_eqm_sim.expert_session import EpisodePlan
 
     return [
         EpisodePlan(task, (variation_start + i) % 50, seed)
@@ -107,7 +107,7 @@ def _record(plan, args: argparse.Namespace, out: Path, cameras: list[str]) -> in
     from tqdm import tqdm
 
     from vla_eqm_sim.bag_writer import sidecar_path
-    from vla_eqm_sim.recording import RecordingError, RecordingSession
+    from vla_eqm_sim.expert_session import RecordingError, RecordingSession
 
     out.mkdir(parents=True, exist_ok=True)
     results = []

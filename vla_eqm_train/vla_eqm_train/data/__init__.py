@@ -1,0 +1,1 @@
+"""Bags to episodes to a training cache (ROS-free: no rclpy import)."""

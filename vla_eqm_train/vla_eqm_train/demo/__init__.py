@@ -1,0 +1,1 @@
+"""``vla-eqm demo``: the policy node closing the loop on the sim bridge, and its artifacts."""

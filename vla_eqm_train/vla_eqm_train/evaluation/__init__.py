@@ -1,0 +1,1 @@
+"""How checkpoints are measured: in closed loop (sim), on recorded bags (offline), live."""

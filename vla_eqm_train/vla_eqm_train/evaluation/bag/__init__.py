@@ -1,0 +1,1 @@
+"""Offline bag replay: decode metrics, per-iterate probes, reports and plots."""

@@ -1,0 +1,1 @@
+"""Live replay of bags through DDS into the real policy node (rclpy)."""

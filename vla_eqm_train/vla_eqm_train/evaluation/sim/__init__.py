@@ -1,0 +1,1 @@
+"""Closed-loop lockstep evaluation: worker processes and the policy client."""

@@ -1,0 +1,1 @@
+"""The trainer, its config, the masked objective and the loss curves (ROS-free)."""
