@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # checked in main()
 os.environ.setdefault("ROS_DOMAIN_ID", "22")
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
@@ -34,6 +34,9 @@ from vla_eqm_sim.nodes.sim_bridge import SimBridge
 
 
 def main() -> int:
+    from vla_eqm_ros.nodes.runtime import require_loopback
+
+    require_loopback()  # refuses a non-loopback discovery range set by the caller
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="button-press-v3")
     parser.add_argument("--camera", default="corner")

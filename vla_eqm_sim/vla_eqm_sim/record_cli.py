@@ -75,8 +75,10 @@ def _check_args(args: argparse.Namespace, tasks: list[str], seeds: list[int]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    # Defaults that keep DDS on loopback and rendering offscreen when the caller set nothing.
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    # DDS on loopback (refused otherwise) and rendering offscreen when the caller set nothing.
+    from vla_eqm_ros.nodes.runtime import require_loopback
+
+    require_loopback()
     os.environ.setdefault("MUJOCO_GL", "osmesa")
     os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
     tasks = _split_list(args.tasks)

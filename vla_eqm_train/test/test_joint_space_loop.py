@@ -21,7 +21,6 @@ trajectory to its end before the sim waits again, so the node replans once per t
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,6 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
-from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -41,6 +38,7 @@ from trajectory_msgs.msg import JointTrajectory
 import vla_eqm_sim
 from vla_eqm_ros.checkpoint import load_config
 from vla_eqm_ros.nodes.policy_node import PolicyNode
+from vla_eqm_ros.nodes.runtime import InProcess
 from vla_eqm_ros.waiting import wait_until
 from vla_eqm_sim.metaworld_backend import SAWYER_JOINTS
 from vla_eqm_sim.nodes.sim_bridge import SIM_TIME_ORIGIN_NS, SimBridge
@@ -84,63 +82,57 @@ def closed_loop(joint_checkpoint) -> dict[str, Any]:
     the node (its last command is a one-point hold trajectory) and returns what was observed.
     """
     horizon = load_config(joint_checkpoint).model.horizon
-    context = Context()
-    rclpy.init(context=context)
-    bridge = SimBridge(context=context, parameter_overrides=[
-        Parameter(k, value=v) for k, v in {
-            "task": TASK, "seed": 1000, "cameras": ["corner"], "image_size": SIZE,
-            "clock_mode": "lockstep", "control_mode": "joint", "max_steps": 500,
-            "end_on_success": False, "reliable_images": True,
-            "publish_task_state": False}.items()])
-    node = PolicyNode("joint_loop_policy", context=context, parameter_overrides=[
-        Parameter("checkpoint", value=str(joint_checkpoint)),
-        Parameter("trigger", value="observation"),
-        Parameter("use_sim_time", value=True),
-        Parameter("output_mode", value="joint_trajectory"),
-        Parameter("command_topic", value=TRAJECTORY_TOPIC),
-        Parameter("execute_steps", value=horizon)])
-    probe = rclpy.create_node("joint_loop_probe", context=context)
     reliable = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
     trajectories: list[JointTrajectory] = []
     joint_states: list[JointState] = []
-    probe.create_subscription(JointTrajectory, TRAJECTORY_TOPIC, trajectories.append, reliable)
-    probe.create_subscription(JointState, "/joint_states", joint_states.append, reliable)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    for n in (bridge, node, probe):
-        executor.add_node(n)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+
+    def make_nodes(context):
+        bridge = SimBridge(context=context, parameter_overrides=[
+            Parameter(k, value=v) for k, v in {
+                "task": TASK, "seed": 1000, "cameras": ["corner"], "image_size": SIZE,
+                "clock_mode": "lockstep", "control_mode": "joint", "max_steps": 500,
+                "end_on_success": False, "reliable_images": True,
+                "publish_task_state": False}.items()])
+        node = PolicyNode("joint_loop_policy", context=context, parameter_overrides=[
+            Parameter("checkpoint", value=str(joint_checkpoint)),
+            Parameter("trigger", value="observation"),
+            Parameter("use_sim_time", value=True),
+            Parameter("output_mode", value="joint_trajectory"),
+            Parameter("command_topic", value=TRAJECTORY_TOPIC),
+            Parameter("execute_steps", value=horizon)])
+        probe = rclpy.create_node("joint_loop_probe", context=context)
+        probe.create_subscription(JointTrajectory, TRAJECTORY_TOPIC, trajectories.append, reliable)
+        probe.create_subscription(JointState, "/joint_states", joint_states.append, reliable)
+        return [node, probe, bridge]  # teardown order: the node's hold first
+
+    bridge = None
     try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        assert wait_until(lambda: bridge._image_pubs["corner"].get_subscription_count() >= 1
-                     and bridge._joint_pub.get_subscription_count() >= 2
-                     and node.command_pub.get_subscription_count() >= 2, 30.0), "discovery"
-        ok, why = bridge.reset_episode(TASK, 0, 1000)  # a held-out variation: demos used seed 0
-        assert ok, why
-        advanced = wait_until(lambda: bridge.backend.step_count >= MIN_STEPS, 90.0)
-        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-        # quiet: the hold trajectory reached the probe and its step's joint state too
-        assert wait_until(lambda: len(trajectories) == node.stats.solves + 1 and joint_states
-                     and _step_of(joint_states[-1], bridge.backend.dt)
-                     == bridge.backend.step_count, 10.0)
-        time.sleep(0.3)  # and nothing else arrives
-        return {
-            "advanced": advanced, "steps": bridge.backend.step_count,
-            "dt": bridge.backend.dt, "horizon": horizon,
-            "rejections": dict(bridge.rejections), "last_rejection": bridge.last_rejection,
-            "trajectories": list(trajectories), "joint_states": list(joint_states),
-            "holds": node.stats.holds, "solves": node.stats.solves,
-        }
+        with InProcess(make_nodes, policy_node=lambda nodes: nodes[0]) as run:
+            node, probe, bridge = run.nodes
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            assert wait_until(lambda: bridge._image_pubs["corner"].get_subscription_count() >= 1
+                         and bridge._joint_pub.get_subscription_count() >= 2
+                         and node.command_pub.get_subscription_count() >= 2, 30.0), "discovery"
+            ok, why = bridge.reset_episode(TASK, 0, 1000)  # a held-out variation: demos used seed 0
+            assert ok, why
+            advanced = wait_until(lambda: bridge.backend.step_count >= MIN_STEPS, 90.0)
+            assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+            # quiet: the hold trajectory reached the probe and its step's joint state too
+            assert wait_until(lambda: len(trajectories) == node.stats.solves + 1 and joint_states
+                         and _step_of(joint_states[-1], bridge.backend.dt)
+                         == bridge.backend.step_count, 10.0)
+            time.sleep(0.3)  # and nothing else arrives
+            return {
+                "advanced": advanced, "steps": bridge.backend.step_count,
+                "dt": bridge.backend.dt, "horizon": horizon,
+                "rejections": dict(bridge.rejections), "last_rejection": bridge.last_rejection,
+                "trajectories": list(trajectories), "joint_states": list(joint_states),
+                "holds": node.stats.holds, "solves": node.stats.solves,
+            }
     finally:
-        if node._state_machine.current_state[1] == "active":
-            node.trigger_deactivate()
-        executor.shutdown(timeout_sec=2.0)
-        for n in (node, probe, bridge):
-            n.destroy_node()
-        bridge.backend.close()
-        if context.ok():
-            rclpy.shutdown(context=context)
+        if bridge is not None:
+            bridge.backend.close()
 
 
 def _seconds(duration) -> float:

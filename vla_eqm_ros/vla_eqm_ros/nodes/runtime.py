@@ -140,6 +140,39 @@ def shut_down(context: Any, executor: Any, nodes: list[Any], policy_node: Any = 
         rclpy.shutdown(context=context)
 
 
+def run_single_node(make_node: Callable[[], Any], args: list[str] | None = None,
+                    release: Callable[[Any], None] | None = None) -> int:
+    """``ros2 run`` entry of a plain node: init, spin one node until Ctrl-C or SIGTERM, tear down.
+
+    ``release(node)`` frees what the node owns beyond ROS (a simulator) before it is destroyed. A
+    callback that raises while the context is still up is a real error and propagates; one that
+    raises because SIGTERM shut the context down mid-publish is not a failure.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args)  # discovery as the caller's environment says (a real ROS install)
+    node = None
+    try:
+        node = make_node()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+    finally:
+        if node is not None:
+            if release is not None:
+                release(node)
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
 def policy_hold_on_death(policy_node: Any, logger: Any) -> Callable[[str], None]:
     """The ``on_death`` hook of a process that hosts the policy node: log, then hold."""
     def hook(error: str) -> None:

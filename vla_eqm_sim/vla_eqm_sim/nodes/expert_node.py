@@ -15,9 +15,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
@@ -78,25 +76,9 @@ class ExpertNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run vla_eqm_sim expert_node``."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ExpertNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-        # SIGTERM shut the context down in the middle of a callback's publish: not a failure
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    from vla_eqm_ros.nodes.runtime import run_single_node
+
+    return run_single_node(ExpertNode, args)
 
 
 if __name__ == "__main__":

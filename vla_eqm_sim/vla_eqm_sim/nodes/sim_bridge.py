@@ -19,9 +19,7 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -365,26 +363,9 @@ class SimBridge(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point: ``ros2 run vla_eqm_sim sim_bridge --ros-args -p task:=drawer-open-v3``."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimBridge()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-        # SIGTERM shut the context down in the middle of a callback's publish: not a failure
-    finally:
-        if node is not None:
-            node.backend.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    from vla_eqm_ros.nodes.runtime import run_single_node
+
+    return run_single_node(SimBridge, args, release=lambda n: n.backend.close())
 
 
 if __name__ == "__main__":

@@ -96,14 +96,11 @@ def live_episode(bag: Path, contract: Any, params: dict[str, Any], out_dir: Path
     if os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") != "LOCALHOST":
         raise RuntimeError("refusing live replay off loopback: set "
                            "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a private ROS_DOMAIN_ID")
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
     from vla_eqm_ros.nodes.policy_node import PolicyNode
-    from vla_eqm_ros.nodes.runtime import shut_down
+    from vla_eqm_ros.nodes.runtime import InProcess
     from vla_eqm_train.evaluation.live.player import BagPlayer
 
     inputs = [t for t, _ in contract.input_topics()]
@@ -111,20 +108,15 @@ def live_episode(bag: Path, contract: Any, params: dict[str, Any], out_dir: Path
         inputs.append(contract.ee_pose_topic)
     outputs = {contract.action.topic: contract.action.ros_type, STATUS_TOPIC: STATUS_TYPE,
                CHUNK_TOPIC: CHUNK_TYPE}
-    context = Context()
-    rclpy.init(context=context)
-    nodes: list[Any] = []
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
-    node = None
-    try:
-        player = BagPlayer(bag, inputs, rate=rate, context=context)
-        node = PolicyNode(NODE_NAME, context=context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in params.items()])
-        recorder = _recorder_class()(outputs, context=context)
-        nodes = [player, node, recorder]
-        for n in nodes:
-            executor.add_node(n)
-        threading.Thread(target=executor.spin, daemon=True).start()
+
+    def make_nodes(context: Any) -> list[Any]:
+        return [BagPlayer(bag, inputs, rate=rate, context=context),
+                PolicyNode(NODE_NAME, context=context, parameter_overrides=[
+                    Parameter(k, value=v) for k, v in params.items()]),
+                _recorder_class()(outputs, context=context)]
+
+    with InProcess(make_nodes, policy_node=lambda nodes: nodes[1]) as run:
+        player, node, recorder = run.nodes
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             raise RuntimeError("policy node failed to configure (see its log)")
         if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
@@ -135,15 +127,13 @@ def live_episode(bag: Path, contract: Any, params: dict[str, Any], out_dir: Path
         played = player.play()
         end = time.monotonic()
         wait_until(lambda: time.monotonic() - max(end, recorder.last_receipt()) >= SETTLE_S,
-              TAIL_LIMIT_S)
+                   TAIL_LIMIT_S)
         received = recorder.stop()  # before deactivate: its hold command is not the policy's
         stats = node.stats
         node_stats = {"solves": stats.solves, "commands": stats.commands,
                       "dropped_cycles": stats.dropped_cycles, "holds": stats.holds,
                       "last_hold_reason": stats.last_hold_reason,
                       "rejected": dict(stats.rejected)}
-    finally:
-        shut_down(context, executor, nodes, policy_node=node)
     output_bag = write_output_bag(out_dir / bag.name, received, player, bag, params)
     result = compare_live(bag, contract, received, played, player.bag_time_at)
     result.update(output_bag=str(output_bag), node_stats=node_stats,

@@ -10,7 +10,6 @@ exactly like separate processes (the same arrangement as ``vla_eqm_sim.expert_se
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -121,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m vla_eqm_train.evaluation.sim.worker SPEC.json", file=sys.stderr)
         return 2
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    from vla_eqm_ros.nodes.runtime import require_loopback
+
+    require_loopback()
     with open(argv[0]) as fh:
         spec = json.load(fh)
 
