@@ -20,8 +20,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Log
-from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -36,6 +34,7 @@ from vla_eqm_ros.config import get_preset
 from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.nodes.policy_node import PolicyNode
+from vla_eqm_ros.nodes.runtime import InProcess
 from vla_eqm_ros.waiting import wait_until
 
 JOINTS = ["j0", "j1", "j2", "j3"]
@@ -105,39 +104,46 @@ class Harness:
     """
 
     def __init__(self, params: dict[str, Any], node_name: str = "policy_node") -> None:
-        self.context = Context()
-        rclpy.init(context=self.context)
         self.name = node_name
-        self.node = PolicyNode(node_name, context=self.context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in params.items()])
-        self.io = rclpy.create_node("robot_io", context=self.context)
-        self.image_pub = self.io.create_publisher(Image, "/camera/corner/image_raw",
-                                                  qos_profile_sensor_data)
-        self.joint_pub = self.io.create_publisher(JointState, "/joint_states", 10)
-        self.goal_pub = self.io.create_publisher(String, "/language_goal", GOAL_QOS)
         self.lock = threading.RLock()
         self.commands: list[tuple[float, Any]] = []
         self.statuses: list[DecoderStatus] = []
         self.status_times: list[float] = []  # receipt times, index-aligned with statuses
         self.diagnostics: list[DiagnosticArray] = []
         self.logs: list[str] = []
-        self.io.create_subscription(Float64MultiArray, "/command", self._rec(self.commands), 50)
-        self.io.create_subscription(
-            JointTrajectory, "/joint_trajectory_controller/joint_trajectory",
-            self._rec(self.commands), 50)
-        self.io.create_subscription(DecoderStatus, f"/{node_name}/decoder_status",
-                                    self._on_status, 50)
-        self.io.create_subscription(DiagnosticArray, "/diagnostics",
-                                    lambda m: self._append(self.diagnostics, m), 10)
-        self.io.create_subscription(Log, "/rosout", self._on_log, ROSOUT_QOS)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.io)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spin.start()
         self._streaming = threading.Event()
         self._stream_thread: threading.Thread | None = None
         self.joint_values: list[float] | None = None
+        # the runtime's in-process bring-up (private context, supervised multi-threaded executor)
+        self.run = InProcess(lambda context: [
+            PolicyNode(node_name, context=context, parameter_overrides=[
+                Parameter(k, value=v) for k, v in params.items()]),
+            self._make_io(context)], policy_node=lambda nodes: nodes[0]).__enter__()
+        self.node, self.io = self.run.nodes
+        self.context, self.executor = self.run.context, self.run.executor
+
+    def _make_io(self, context: Any) -> Any:
+        """The robot: camera, joints and goal out; commands, status, diagnostics and logs in."""
+        io = rclpy.create_node("robot_io", context=context)
+        self.image_pub = io.create_publisher(Image, "/camera/corner/image_raw",
+                                             qos_profile_sensor_data)
+        self.joint_pub = io.create_publisher(JointState, "/joint_states", 10)
+        self.goal_pub = io.create_publisher(String, "/language_goal", GOAL_QOS)
+        io.create_subscription(Float64MultiArray, "/command", self._rec(self.commands), 50)
+        io.create_subscription(
+            JointTrajectory, "/joint_trajectory_controller/joint_trajectory",
+            self._rec(self.commands), 50)
+        io.create_subscription(DecoderStatus, f"/{self.name}/decoder_status",
+                               self._on_status, 50)
+        io.create_subscription(DiagnosticArray, "/diagnostics",
+                               lambda m: self._append(self.diagnostics, m), 10)
+        io.create_subscription(Log, "/rosout", self._on_log, ROSOUT_QOS)
+        return io
+
+    def executor_alive(self) -> bool:
+        """The supervised executor still spins (it never died under the node)."""
+        spin = self.run.spin
+        return spin is not None and spin.spinning
 
     def _on_status(self, msg: DecoderStatus) -> None:
         with self.lock:
@@ -233,10 +239,6 @@ class Harness:
     def close(self) -> None:
         """Shut the node down through its lifecycle first (stops the timer before teardown)."""
         self.stop_stream()
-        if self.node._state_machine.current_state[1] != "finalized":
+        if self.node.lifecycle_state != "finalized":
             self.node.trigger_shutdown()
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self.io.destroy_node()
-        if self.context.ok():
-            rclpy.shutdown(context=self.context)
+        self.run.__exit__(None, None, None)

@@ -70,7 +70,7 @@ def test_every_unavailable_transition_is_refused_with_a_reason_and_the_node_keep
         for tid, label in invalid:
             assert _change(h, tid, label) is False, f"{tid or label} accepted in {state}"
             assert _state(h) == state, "a refused request never changes the state"
-        assert h._spin.is_alive(), "the executor survived every refused request"
+        assert h.executor_alive(), "the executor survived every refused request"
         assert h.wait_for(lambda: h.logged("refused lifecycle request"), timeout=5.0)
         assert h.logged(f"in state '{state}'")
         if state == "active":

@@ -97,6 +97,11 @@ class SupervisedSpin:
     def died(self) -> bool:
         return self.error is not None
 
+    @property
+    def spinning(self) -> bool:
+        """The executor still runs (neither died nor stopped)."""
+        return not self._ended.is_set()
+
     def _spin(self) -> None:
         try:
             self.executor.spin()
