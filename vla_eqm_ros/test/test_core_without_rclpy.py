@@ -9,7 +9,8 @@ from pathlib import Path
 
 CORE = ["config", "observation", "language", "vision", "backbone", "action_expert", "model",
         "objectives", "solvers", "warm_start", "normalization", "checkpoint", "policy",
-        "waiting", "execution", "guard", "settings", "contract", "decode", "compat"]
+        "waiting", "execution", "guard", "settings", "contract", "contract_fields", "decode",
+        "compat", "images"]
 
 SCRIPT = """
 import sys

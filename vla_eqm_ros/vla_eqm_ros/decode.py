@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_eqm_ros import images
 from vla_eqm_ros.contract import CameraSpec, Contract, StateSpec
 from vla_eqm_ros.observation import Observation
 
@@ -63,8 +64,28 @@ def stamp_of(msg: Any) -> float:
         raise DecodeError(f"{type(msg).__name__} has no header.stamp") from None
 
 
+def decode_camera(msg: Any, spec: CameraSpec) -> np.ndarray:
+    """A camera message of the spec's transport -> (H, W, 3) uint8 RGB at the contract's size."""
+    try:
+        if spec.transport == "compressed":
+            if not hasattr(msg, "format"):
+                raise DecodeError(f"camera '{spec.name}': {type(msg).__name__} is not a "
+                                  "CompressedImage (the contract says transport: compressed)")
+            rgb = images.decode_compressed(msg.data, msg.format)
+        else:
+            rgb = decode_image(msg, spec)
+        return images.fit(rgb, spec.height, spec.width, spec.resize, spec.name)
+    except images.ImageError as exc:
+        raise DecodeError(f"camera '{spec.name}': {exc.reason}"
+                          if not exc.reason.startswith("camera ") else exc.reason) from None
+
+
 def decode_image(msg: Any, spec: CameraSpec) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W, 3) uint8 RGB; rejects anything we would have to guess about."""
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB at its own size (``decode_camera`` fits it);
+    rejects anything we would have to guess about."""
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        raise DecodeError(f"camera '{spec.name}': a CompressedImage on a raw camera (set "
+                          "transport: compressed in the contract)")
     encoding = str(getattr(msg, "encoding", "")).lower()
     if encoding not in _ENCODINGS:
         raise DecodeError(
@@ -73,8 +94,8 @@ def decode_image(msg: Any, spec: CameraSpec) -> np.ndarray:
         )
     channels, order = _ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if (height, width) != (spec.height, spec.width):
-        raise DecodeError(
+    if (height, width) != (spec.height, spec.width) and not spec.resize:
+        raise DecodeError(  # before touching the data: the common misconfiguration, named
             f"camera '{spec.name}': size {height}x{width} != contract {spec.height}x{spec.width}"
         )
     row_bytes = width * channels
@@ -216,7 +237,7 @@ class ObservationAssembler:
             stamp = recv_time
         if topic in self._cameras:
             spec = self._cameras[topic]
-            self._keep(spec.name, _Sample(stamp, decode_image(msg, spec)))
+            self._keep(spec.name, _Sample(stamp, decode_camera(msg, spec)))
             return spec.name
         if topic in self._states:
             self._keep(topic, _Sample(stamp, decode_state(msg, self._states[topic])))

@@ -44,7 +44,8 @@ def command_of(k: int) -> list[float]:
 
 def write_bag(path: Path, steps: int, *, goal: str = "press the button", task: str = "t",
               image_size: int = SIZE, skip_topics: tuple[str, ...] = (),
-              image_type: str = "sensor_msgs/msg/Image", success: bool = True) -> Path:
+              image_type: str = "sensor_msgs/msg/Image", success: bool = True,
+              compressed_fill: bool = False) -> Path:
     """An episode of ``steps`` commands and ``steps + 1`` observations (lockstep layout)."""
     store = make_typestore()
     T = store.types
@@ -66,7 +67,15 @@ def write_bag(path: Path, steps: int, *, goal: str = "press the button", task: s
         ns = T0_NS + k * PERIOD_NS
         pixels = np.zeros((image_size, image_size, 3), np.uint8)
         pixels[0, 0, 0] = k
-        if image_type == "sensor_msgs/msg/Image":
+        if image_type == "sensor_msgs/msg/CompressedImage":  # as image_transport records it
+            from vla_eqm_ros.images import encode_compressed
+
+            pixels[...] = (pixels[0, 0, 0], 100, 200) if compressed_fill else pixels
+            img = T["sensor_msgs/msg/CompressedImage"](
+                header=header(ns), format="rgb8; png compressed bgr8",
+                data=np.frombuffer(encode_compressed(pixels, "png"), np.uint8))
+            add("/camera/corner/image_raw/compressed", image_type, ns, img)
+        elif image_type == "sensor_msgs/msg/Image":
             img = T["sensor_msgs/msg/Image"](header=header(ns), height=image_size,
                                              width=image_size, encoding="rgb8", is_bigendian=0,
                                              step=image_size * 3, data=pixels.reshape(-1))

@@ -74,3 +74,29 @@ def test_find_bags_walks_folders_and_skips_failed_demos(tmp_path):
     assert [p.name for p in find_bags([tmp_path])] == ["a"]
     with pytest.raises(BagError, match="no such bag"):
         find_bags([tmp_path / "nothing"])
+
+
+def _compressed_contract(resize: bool = False) -> Contract:
+    d = contract().to_dict()
+    d["cameras"][0].update(topic="/camera/corner/image_raw/compressed", transport="compressed",
+                           resize=resize)
+    return Contract.from_dict(d)
+
+
+def test_compressed_camera_bags_decode_through_the_same_path_as_raw_ones(tmp_path):
+    raw = read_episode(write_bag(tmp_path / "raw", steps=5), contract())
+    bag = write_bag(tmp_path / "png", steps=5, image_type="sensor_msgs/msg/CompressedImage")
+    packed = read_episode(bag, _compressed_contract())
+    np.testing.assert_array_equal(packed.images["corner"], raw.images["corner"])  # PNG: lossless
+    np.testing.assert_allclose(packed.actions, raw.actions)
+
+
+def test_a_larger_compressed_frame_is_resized_to_the_contract_when_asked(tmp_path):
+    bag = write_bag(tmp_path / "big_png", steps=3, image_size=32, compressed_fill=True,
+                    image_type="sensor_msgs/msg/CompressedImage")
+    with pytest.raises(BagError, match="size 32x32 != contract 8x8"):
+        read_episode(bag, _compressed_contract(resize=False))
+    ep = read_episode(bag, _compressed_contract(resize=True))
+    assert ep.images["corner"].shape == (3, 8, 8, 3)
+    np.testing.assert_array_equal(ep.images["corner"][2, :, :, 1:], 100 * np.ones((8, 8, 2))
+                                  * [1, 2]), "a flat frame stays flat, colours in RGB order"

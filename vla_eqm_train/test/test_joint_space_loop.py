@@ -118,10 +118,14 @@ def closed_loop(joint_checkpoint) -> dict[str, Any]:
             assert ok, why
             advanced = wait_until(lambda: bridge.backend.step_count >= MIN_STEPS, 90.0)
             assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-            # quiet: the hold trajectory reached the probe and its step's joint state too
+            # quiet: the hold trajectory reached the probe, the bridge stepped through every
+            # point it was sent (a chunk sent while deactivating is still being executed), and
+            # the last step's joint state arrived too
             assert wait_until(lambda: len(trajectories) == node.stats.solves + 1 and joint_states
-                         and _step_of(joint_states[-1], bridge.backend.dt)
-                         == bridge.backend.step_count, 10.0)
+                              and bridge.backend.step_count
+                              == sum(len(m.points) for m in trajectories)
+                              and _step_of(joint_states[-1], bridge.backend.dt)
+                              == bridge.backend.step_count, 10.0)
             time.sleep(0.3)  # and nothing else arrives
             return {
                 "advanced": advanced, "steps": bridge.backend.step_count,

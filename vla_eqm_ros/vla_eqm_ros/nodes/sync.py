@@ -25,7 +25,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
 from vla_eqm_ros.contract import Contract
@@ -66,7 +66,8 @@ class InputHub:
         self._arrivals: dict[str, deque[float]] = {n: deque(maxlen=RATE_SAMPLES)
                                                    for n in self.topic_of}
         for cam in contract.cameras:
-            self._subscribe(Image, cam.topic, qos_profile_sensor_data, group)
+            msg_type = CompressedImage if cam.transport == "compressed" else Image
+            self._subscribe(msg_type, cam.topic, qos_profile_sensor_data, group)
         for src in contract.state:
             msg_type = JointState if src.type == "joint_state" else PoseStamped
             self._subscribe(msg_type, src.topic, STATE_QOS, group)

@@ -22,7 +22,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 
 from vla_eqm_msgs.msg import EpisodeStatus
@@ -30,7 +30,8 @@ from vla_eqm_ros.contract import Contract
 from vla_eqm_ros.decode import DecodeError, ObservationAssembler, stamp_of
 from vla_eqm_ros.execution import RecedingHorizon, guard_for
 
-_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/JointState": JointState,
+_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
+          "sensor_msgs/msg/JointState": JointState,
           "geometry_msgs/msg/PoseStamped": PoseStamped, "std_msgs/msg/String": String}
 
 
