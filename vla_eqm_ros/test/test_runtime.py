@@ -92,3 +92,19 @@ def test_loopback_is_required_unless_a_robot_network_is_named(monkeypatch) -> No
     with pytest.raises(SystemExit, match="refusing to leave loopback"):
         runtime.require_loopback()
     runtime.require_loopback(allow_network=True)  # named explicitly: allowed
+
+
+def test_an_executor_that_simply_returns_while_running_is_a_death_too() -> None:
+    class _Returns:
+        def spin(self) -> None:
+            return
+
+    class _Up:
+        def ok(self) -> bool:
+            return True
+
+    held: list[str] = []
+    spin = runtime.SupervisedSpin(_Returns(), _Up(), on_death=held.append).start()
+    spin.wait(5.0)
+    assert spin.died and "returned while the process was still running" in spin.error
+    assert held == [spin.error], "the hold hook ran with the cause"

@@ -105,17 +105,18 @@ class SupervisedSpin:
     def _spin(self) -> None:
         try:
             self.executor.spin()
-        except BaseException:
-            # an exception while the process tears down (destroyed handles) is not a death
-            if self.context.ok() and not self.stopping.is_set():
-                self.error = traceback.format_exc()
-                if self.on_death is not None:
-                    try:
-                        self.on_death(self.error)
-                    except Exception:  # the hook must not hide the original cause
-                        self.error += "\non_death hook failed:\n" + traceback.format_exc()
-        finally:
-            self._ended.set()
+            cause = "executor.spin() returned while the process was still running"
+        except BaseException:  # any way out of spin() while running is a death
+            cause = traceback.format_exc()
+        # ending while the process tears down (destroyed handles, shutdown) is not a death
+        if self.context.ok() and not self.stopping.is_set():
+            self.error = cause
+            if self.on_death is not None:
+                try:
+                    self.on_death(cause)
+                except Exception:  # the hook must not hide the original cause
+                    self.error += "\non_death hook failed:\n" + traceback.format_exc()
+        self._ended.set()
 
     def wait(self, seconds: float = 0.0, poll: float = 0.1) -> None:
         """Block until the context stops, ``seconds`` pass (0 = forever) or the executor dies."""
