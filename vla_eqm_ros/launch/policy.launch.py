@@ -53,9 +53,12 @@ def _nodes(context, *args, **kwargs):
             EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(policy),
                                         transition_id=Transition.TRANSITION_CONFIGURE)),
         ]
-    if settings.with_sim:
+    if settings.with_sim:  # the bridge publishes what the served checkpoint needs (bringup's rule)
+        from vla_eqm_sim.bringup import sim_parameters
+
+        checkpoint = arg("checkpoint") or load_params(config, "policy_node").get("checkpoint")
         actions.append(Node(package="vla_eqm_sim", executable="sim_bridge", name="sim_bridge",
-                            output="screen"))
+                            output="screen", parameters=[sim_parameters(checkpoint or None)]))
     return actions
 
 

@@ -201,10 +201,12 @@ def test_the_shipped_yaml_sets_every_parameter_the_node_declares():
 
     import yaml
 
+    from vla_eqm_sim.bringup import checkpoint_sim_params
     from vla_eqm_sim.nodes.bridge_params import _TABLE
 
     path = Path(__file__).resolve().parents[1] / "config" / "sim_bridge.yaml"
     params = yaml.safe_load(path.read_text())["sim_bridge"]["ros__parameters"]
-    assert set(params) == set(_TABLE)
+    from_checkpoint = set(checkpoint_sim_params())  # task, cameras, image_size: the policy's
+    assert set(params) | from_checkpoint == set(_TABLE) and not set(params) & from_checkpoint
     for name, value in params.items():
         assert type(value) is type(_TABLE[name][0]), name

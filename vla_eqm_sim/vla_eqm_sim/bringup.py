@@ -1,7 +1,12 @@
-"""``bringup --with-sim`` / ``with_sim:=true``: the sim bridge next to the policy node.
+"""The sim bridge set up for the checkpoint being served: ``bringup --with-sim``, launch's
+``with_sim:=true`` and ``vla-eqm record``'s defaults.
 
-Lives with the sim package so that vla_eqm_ros never imports it (bring-up asks for it only when
-``with_sim`` is set). The bridge reads its own YAML, ``config/sim_bridge.yaml``.
+Defaults must compose: a bridge that publishes only ``corner`` on ``button-press-v3`` leaves the
+shipped policy holding on a missing ``gripperPOV`` for a whole episode, and a recording without
+that camera cannot be replayed through the checkpoint. So the cameras, the image size and the
+task come from the checkpoint's contract and training tasks (``checkpoint_sim_params``) unless
+``config/sim_bridge.yaml`` (or the caller) sets them. Lives with the sim package so that
+vla_eqm_ros never imports it (bring-up asks for it only when ``with_sim`` is set).
 """
 
 from __future__ import annotations
@@ -13,10 +18,47 @@ from typing import Any
 from vla_eqm_ros.nodes.runtime import load_params
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sim_bridge.yaml"
+FALLBACK = {"cameras": ["corner"], "image_size": 96, "task": "button-press-v3"}
 
 
-def make_sim_node(context: Any, config: Path | None = None) -> Any | None:
-    """The bridge with its YAML parameters; None (with the reason on stderr) if it cannot load."""
+def checkpoint_sim_params(checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """cameras, image_size and task that the checkpoint (None: the shipped default) needs.
+
+    Falls back to ``FALLBACK`` for what the checkpoint cannot say (no contract, non-square or
+    mixed camera sizes, no recorded training tasks), naming nothing it would have to guess.
+    """
+    from vla_eqm_ros.checkpoint import load_config
+    from vla_eqm_ros.compat import resolve_contract
+    from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
+
+    try:
+        cfg = load_config(Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT)
+    except Exception as exc:  # no checkpoint: the bridge's own defaults
+        print(f"[sim] checkpoint unreadable ({exc}); using the bridge defaults", file=sys.stderr)
+        return dict(FALLBACK)
+    contract = resolve_contract(cfg)
+    out: dict[str, Any] = dict(FALLBACK)
+    sizes = {(c.height, c.width) for c in contract.cameras}
+    if contract.cameras and len(sizes) == 1 and len(set(next(iter(sizes)))) == 1:
+        out["cameras"] = list(contract.camera_names)
+        out["image_size"] = next(iter(sizes))[0]
+    tasks = list(cfg.provenance.get("dataset_tasks") or [])
+    if tasks:
+        out["task"] = tasks[0]
+    return out
+
+
+def sim_parameters(checkpoint: str | Path | None = None,
+                   config: Path | None = None) -> dict[str, Any]:
+    """The bridge's parameters: the YAML's, with what it leaves unset taken from the checkpoint."""
+    config = config or DEFAULT_CONFIG
+    params = load_params(config, "sim_bridge") if config.is_file() else {}
+    return {**checkpoint_sim_params(checkpoint), **params}
+
+
+def make_sim_node(context: Any, checkpoint: str | Path | None = None,
+                  config: Path | None = None) -> Any | None:
+    """The bridge for ``checkpoint``; None (with the reason on stderr) if it cannot load."""
     try:
         from rclpy.parameter import Parameter
 
@@ -24,7 +66,5 @@ def make_sim_node(context: Any, config: Path | None = None) -> Any | None:
     except ImportError as exc:
         print(f"[bringup] sim bridge unavailable: {exc}", file=sys.stderr)
         return None
-    config = config or DEFAULT_CONFIG
-    params = load_params(config, "sim_bridge") if config.is_file() else {}
     return SimBridge(context=context, parameter_overrides=[
-        Parameter(k, value=v) for k, v in params.items()])
+        Parameter(k, value=v) for k, v in sim_parameters(checkpoint, config).items()])

@@ -34,9 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variation-start", type=int, default=0,
                         help="first variation index; episode i uses (start + i) %% 50")
     parser.add_argument("--out", type=Path, required=True, help="output directory for the bags")
-    parser.add_argument("--cameras", nargs="+", default=["corner"],
-                        help="cameras to record (comma or space separated)")
-    parser.add_argument("--image-size", type=int, default=96, help="square image side, pixels")
+    parser.add_argument("--cameras", nargs="+", default=None,
+                        help="cameras to record (comma or space separated); default: what the "
+                             "shipped checkpoint's contract needs (corner, gripperPOV)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="square image side, pixels; default: the shipped checkpoint's (96)")
     parser.add_argument("--max-steps", type=int, default=500, help="episode step limit (<= 500)")
     parser.add_argument("--control", choices=["cartesian", "joint"], default="cartesian",
                         help="action space: cartesian mocap deltas, or joint (7 joint position "
@@ -82,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "osmesa")
     os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
     tasks = _split_list(args.tasks)
+    if args.cameras is None or args.image_size is None:  # defaults that compose with eval-bag
+        from vla_eqm_sim.bringup import checkpoint_sim_params
+
+        needed = checkpoint_sim_params()
+        args.cameras = args.cameras or needed["cameras"]
+        args.image_size = args.image_size or needed["image_size"]
     cameras = _split_list(args.cameras)
     try:
         seeds = [int(s) for s in _split_list(args.seeds)]

@@ -42,6 +42,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from vla_eqm_ros.nodes.runtime import ensure_ament_prefix
+
+    ensure_ament_prefix()  # run from the venv without scripts/dev_env.sh
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)

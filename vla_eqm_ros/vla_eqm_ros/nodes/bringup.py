@@ -50,6 +50,7 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
     from vla_eqm_ros.nodes import parameters
     from vla_eqm_ros.nodes.policy_node import PolicyNode
 
+    runtime.ensure_ament_prefix()
     argv = list(sys.argv[1:] if argv is None else argv)
     ros_args = argv[argv.index("--ros-args"):] if "--ros-args" in argv else []
     own = argv[: len(argv) - len(ros_args)]
@@ -69,7 +70,7 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
         if with_sim:
             from vla_eqm_sim.bringup import make_sim_node  # optional package: import on demand
 
-            sim = make_sim_node(context)
+            sim = make_sim_node(context, params.get("checkpoint") or None)
             if sim is not None:
                 nodes.append(sim)
         return nodes

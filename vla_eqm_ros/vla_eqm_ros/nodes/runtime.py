@@ -40,6 +40,22 @@ def require_loopback(allow_network: bool = False) -> None:
                          "(pass --allow-network on a robot network)")
 
 
+def ensure_ament_prefix() -> None:
+    """Entry points run straight from the venv (no ``scripts/dev_env.sh``): the pip-installed ROS
+    prefix is the venv itself, so point ``AMENT_PREFIX_PATH`` there when it is unset. Without any
+    ROS prefix, exit with the one line that says what to source."""
+    import sys
+
+    if os.environ.get("AMENT_PREFIX_PATH"):
+        return
+    if os.path.isdir(os.path.join(sys.prefix, "share", "ament_index")):
+        os.environ["AMENT_PREFIX_PATH"] = sys.prefix
+        return
+    raise SystemExit("AMENT_PREFIX_PATH is not set: source your ROS 2 setup "
+                     "(/opt/ros/jazzy/setup.bash, a workspace's install/setup.bash) or, in a "
+                     "checkout, scripts/dev_env.sh")
+
+
 def private_domain() -> None:
     """A ROS_DOMAIN_ID of this process's own when none is set (tools that start their own
     graph, such as the demo, must not hear another run on the same machine)."""
@@ -157,6 +173,7 @@ def run_single_node(make_node: Callable[[], Any], args: list[str] | None = None,
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    ensure_ament_prefix()
     rclpy.init(args=args)  # discovery as the caller's environment says (a real ROS install)
     node = None
     try:
