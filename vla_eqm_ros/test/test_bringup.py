@@ -38,6 +38,8 @@ def test_bringup_autostarts_commands_and_exits_cleanly_on_sigint(ros_env, tmp_pa
                            timeout=90), "no policy command from bringup"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
+        # the hold left before the process exited; let this process's executor take it in
+        io.wait_for(lambda: is_hold(io.commands_since(0.0)[-1]), timeout=5.0)
     finally:
         if proc.poll() is None:
             proc.kill()

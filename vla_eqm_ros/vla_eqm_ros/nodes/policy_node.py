@@ -217,6 +217,8 @@ class PolicyNode(ManagedNode):
     def on_stop(self) -> None:
         if self.loop is not None:  # a running cycle finishes first: the hold is the last command
             self.loop.stop("deactivated")
+        if self.ports is not None and not self.ports.flush():
+            self.get_logger().warning("the deactivation hold was not acknowledged within 0.5 s")
 
     def emergency_hold(self, reason: str, timeout: float = 1.0) -> None:
         """Hold now, without the executor (it died, or the process is going down)."""

@@ -84,6 +84,18 @@ class NodePorts:
     def apply_pending(self) -> None:
         self.node.apply_pending()
 
+    def flush(self, timeout_s: float = 0.5) -> bool:
+        """Wait until every matched subscriber acknowledged the commands sent (reliable QoS):
+        a process that exits right after its hold must not take the hold down with it."""
+        from rclpy.duration import Duration
+
+        if self.command_pub is None:
+            return True
+        try:
+            return bool(self.command_pub.wait_for_all_acked(Duration(seconds=timeout_s)))
+        except Exception:  # a shut-down context: nothing more can be delivered
+            return False
+
     def release(self) -> None:
         for name in ("command_pub", "chunk_pub", "status_pub", "marker_pub", "diag_pub"):
             pub = getattr(self, name)
