@@ -100,3 +100,26 @@ def test_a_larger_compressed_frame_is_resized_to_the_contract_when_asked(tmp_pat
     assert ep.images["corner"].shape == (3, 8, 8, 3)
     np.testing.assert_array_equal(ep.images["corner"][2, :, :, 1:], 100 * np.ones((8, 8, 2))
                                   * [1, 2]), "a flat frame stays flat, colours in RGB order"
+
+
+def test_contract_init_surveys_a_bag_and_writes_a_skeleton_that_converts_it(tmp_path, capsys):
+    from vla_eqm_train.cli import main as vla_eqm
+
+    bag = write_bag(tmp_path / "png", steps=6, image_size=32,
+                    image_type="sensor_msgs/msg/CompressedImage")
+    out = tmp_path / "contract.yaml"
+    assert vla_eqm(["contract", "init", str(bag), "--out", str(out)]) == 0
+    listing = capsys.readouterr().out
+    assert "/camera/corner/image_raw/compressed" in listing and "/command" in listing
+    text = out.read_text()
+    assert "recorded 32x32 (rgb8; png compressed bgr8)" in text
+    made = Contract.from_yaml(out)
+    assert made.cameras[0].transport == "compressed" and made.cameras[0].resize
+    assert {"r_close", "l_close"} <= set(made.state[0].names), "every recorded joint listed"
+    assert made.action.topic == "/command" and made.action_dim == 4
+    assert abs(made.control_period - 0.0125) < 1e-6, "1 / the recorded command rate"
+    edited = made.to_dict()  # what a user edits: the robot's real limits
+    edited["action"].update(low=[-100] * 4, high=[100] * 4)
+    ep = read_episode(bag, Contract.from_dict(edited))
+    assert ep.length == 6 and ep.images["corner"].shape == (6, 96, 96, 3)
+    assert vla_eqm(["contract", "init", str(bag), "--out", str(out)]) == 2, "never overwrites"

@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "closed-loop evaluation against the sim bridge"),
     "eval-bag": ("vla_eqm_train.commands.eval_bag",
                  "replay rosbag2 files through a checkpoint and report"),
+    "contract": ("vla_eqm_train.commands.contract",
+                 "survey a rosbag2 bag and write a contract skeleton for it (contract init)"),
     "demo": ("vla_eqm_train.commands.demo",
              "closed-loop EqM demo: sim bridge + policy node over ROS 2"),
 }
