@@ -66,14 +66,14 @@ def main() -> None:
         return np.asarray(img.resize((96, 96), Image.Resampling.BOX))
 
     libs = {
-        "opencv": lambda blob, codec: fit(decode_compressed(blob, codec), 96, 96, True, "c"),
+        "opencv": lambda blob, codec: fit(decode_compressed(blob, codec), 96, 96, True),
         "pillow": lambda blob, codec: pillow(blob),
     }
     try:
         import simplejpeg
 
         libs["simplejpeg"] = lambda blob, codec: fit(
-            simplejpeg.decode_jpeg(blob, colorspace="RGB"), 96, 96, True, "c") \
+            simplejpeg.decode_jpeg(blob, colorspace="RGB"), 96, 96, True) \
             if codec == "jpeg" else None
     except ImportError:
         pass

@@ -77,12 +77,12 @@ def test_corrupt_and_16_bit_payloads_are_refused() -> None:
 def test_resizing_is_opt_in_and_area_averages_when_shrinking() -> None:
     big = _frame(480, 640)
     with pytest.raises(images.ImageError, match="size 480x640 != contract 96x96"):
-        images.fit(big, 96, 96, resize=False, name="corner")
-    small = images.fit(big, 96, 96, resize=True, name="corner")
+        images.fit(big, 96, 96, resize=False)
+    small = images.fit(big, 96, 96, resize=True)
     assert small.shape == (96, 96, 3)
     np.testing.assert_allclose(small.reshape(-1, 3).mean(0), big.reshape(-1, 3).mean(0), atol=1.5)
     assert small[48, 2].tolist() == [255, 0, 0], "inside a flat region the colour is exact"
-    up = images.fit(_frame(12, 12), 24, 24, resize=True, name="corner")
+    up = images.fit(_frame(12, 12), 24, 24, resize=True)
     assert up.shape == (24, 24, 3)
 
 

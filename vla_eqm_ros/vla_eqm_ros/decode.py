@@ -41,16 +41,6 @@ class DecodeError(ValueError):
         self.reason = reason
 
 
-def _bytes_of(data: Any) -> np.ndarray:
-    """uint8 view of a message byte field: bytes, array.array('B'), list or numpy."""
-    if isinstance(data, np.ndarray):
-        return data.astype(np.uint8, copy=False).reshape(-1)
-    try:
-        return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
-    except TypeError:
-        return np.asarray(data, dtype=np.uint8).reshape(-1)
-
-
 def _floats_of(data: Any) -> np.ndarray:
     return np.asarray(data, dtype=np.float64).reshape(-1)
 
@@ -74,10 +64,9 @@ def decode_camera(msg: Any, spec: CameraSpec) -> np.ndarray:
             rgb = images.decode_compressed(msg.data, msg.format)
         else:
             rgb = decode_image(msg, spec)
-        return images.fit(rgb, spec.height, spec.width, spec.resize, spec.name)
+        return images.fit(rgb, spec.height, spec.width, spec.resize)
     except images.ImageError as exc:
-        raise DecodeError(f"camera '{spec.name}': {exc.reason}"
-                          if not exc.reason.startswith("camera ") else exc.reason) from None
+        raise DecodeError(f"camera '{spec.name}': {exc.reason}") from None
 
 
 def decode_image(msg: Any, spec: CameraSpec) -> np.ndarray:
@@ -103,7 +92,7 @@ def decode_image(msg: Any, spec: CameraSpec) -> np.ndarray:
         raise DecodeError(
             f"camera '{spec.name}': step {step} < width*channels {row_bytes} ({encoding})"
         )
-    data = _bytes_of(msg.data)
+    data = images.as_uint8(msg.data)
     if data.size != step * height:
         kind = "truncated" if data.size < step * height else "oversized"
         raise DecodeError(

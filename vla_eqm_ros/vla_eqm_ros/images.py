@@ -61,13 +61,23 @@ def parse_format(fmt: str) -> str:
     return found[0]
 
 
+def as_uint8(data: Any) -> np.ndarray:
+    """uint8 view of a message byte field: bytes, array.array('B'), list or numpy (rclpy and
+    rosbags messages carry different ones)."""
+    if isinstance(data, np.ndarray):
+        return data.astype(np.uint8, copy=False).reshape(-1)
+    try:
+        return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    except TypeError:
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
 def decode_compressed(data: Any, fmt: str) -> np.ndarray:
     """JPEG/PNG bytes -> (H, W, 3) uint8 RGB; see the module docstring for colour order."""
     import cv2
 
     codec = parse_format(fmt)
-    buf = np.frombuffer(memoryview(data).cast("B"), np.uint8) if not isinstance(
-        data, np.ndarray) else data.astype(np.uint8, copy=False).reshape(-1)
+    buf = as_uint8(data)
     if buf.size == 0:
         raise ImageError(f"empty {codec} payload")
     image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -97,13 +107,13 @@ def encode_compressed(rgb: np.ndarray, codec: str = "jpeg", quality: int = 90) -
     return out.tobytes()
 
 
-def fit(image: np.ndarray, height: int, width: int, resize: bool, name: str) -> np.ndarray:
+def fit(image: np.ndarray, height: int, width: int, resize: bool) -> np.ndarray:
     """``image`` at exactly height x width: as is, resized (``resize``), or ImageError."""
     h, w = image.shape[:2]
     if (h, w) == (height, width):
         return image
     if not resize:
-        raise ImageError(f"camera '{name}': size {h}x{w} != contract {height}x{width} "
+        raise ImageError(f"size {h}x{w} != contract {height}x{width} "
                          "(set resize: true on the camera to scale it)")
     import cv2
 

@@ -21,6 +21,16 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sim_bridge.ya
 FALLBACK = {"cameras": ["corner"], "image_size": 96, "task": "button-press-v3"}
 
 
+def bridge_image_size(contract: Any) -> int | None:
+    """The square side the bridge must render for the contract's cameras, or None when they are
+    not all one square size (the bridge renders every camera at one ``image_size``)."""
+    sizes = {(c.height, c.width) for c in contract.cameras}
+    if len(sizes) != 1:
+        return None
+    height, width = next(iter(sizes))
+    return height if height == width else None
+
+
 def checkpoint_sim_params(checkpoint: str | Path | None = None) -> dict[str, Any]:
     """cameras, image_size and task that the checkpoint (None: the shipped default) needs.
 
@@ -38,10 +48,10 @@ def checkpoint_sim_params(checkpoint: str | Path | None = None) -> dict[str, Any
         return dict(FALLBACK)
     contract = resolve_contract(cfg)
     out: dict[str, Any] = dict(FALLBACK)
-    sizes = {(c.height, c.width) for c in contract.cameras}
-    if contract.cameras and len(sizes) == 1 and len(set(next(iter(sizes)))) == 1:
+    size = bridge_image_size(contract)
+    if size is not None:
         out["cameras"] = list(contract.camera_names)
-        out["image_size"] = next(iter(sizes))[0]
+        out["image_size"] = size
     tasks = list(cfg.provenance.get("dataset_tasks") or [])
     if tasks:
         out["task"] = tasks[0]

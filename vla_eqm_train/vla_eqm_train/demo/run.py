@@ -138,6 +138,7 @@ def demo_setup(checkpoint: Path | None, tasks: list[str] | None,
     from vla_eqm_ros.checkpoint import load_config
     from vla_eqm_ros.contract import Contract
     from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
+    from vla_eqm_sim.bringup import bridge_image_size
 
     ckpt = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     cfg = load_config(ckpt)  # raises CheckpointError naming the file when it is missing
@@ -145,13 +146,14 @@ def demo_setup(checkpoint: Path | None, tasks: list[str] | None,
     tasks = tasks or list(cfg.provenance.get("dataset_tasks") or [])
     if not tasks:
         raise SystemExit(f"{ckpt}: the checkpoint names no training tasks; pass --tasks")
-    sizes = {(c.height, c.width) for c in contract.cameras}
-    if len(sizes) != 1 or len(set(next(iter(sizes)))) != 1:
+    size = bridge_image_size(contract)
+    if size is None:
+        sizes = sorted({(c.height, c.width) for c in contract.cameras})
         raise SystemExit(f"{ckpt}: the demo bridge renders square cameras of one size, the "
-                         f"contract asks for {sorted(sizes)}")
+                         f"contract asks for {sizes}")
     output_mode = params.get("output_mode") or contract.action.type
     return DemoSetup(
-        checkpoint=ckpt, contract=contract, tasks=tasks, image_size=next(iter(sizes))[0],
+        checkpoint=ckpt, contract=contract, tasks=tasks, image_size=size,
         command_topic=params.get("command_topic") or contract.action.topic,
         command_type=("trajectory_msgs/msg/JointTrajectory" if output_mode == "joint_trajectory"
                       else "std_msgs/msg/Float64MultiArray"),

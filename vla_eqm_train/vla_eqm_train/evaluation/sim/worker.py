@@ -26,6 +26,7 @@ def run_worker(spec: dict[str, Any], emit=print) -> list[dict[str, Any]]:
     from vla_eqm_msgs.srv import ResetEpisode
     from vla_eqm_ros.contract import Contract
     from vla_eqm_ros.waiting import spin_until
+    from vla_eqm_sim.bringup import bridge_image_size
     from vla_eqm_sim.nodes.sim_bridge import SimBridge
     from vla_eqm_train.evaluation.sim.client import PolicyClient
 
@@ -42,8 +43,9 @@ def run_worker(spec: dict[str, Any], emit=print) -> list[dict[str, Any]]:
     else:
         contract = Contract.from_dict(spec["contract"])
     cameras = contract.camera_names
-    sizes = {(c.height, c.width) for c in contract.cameras}
-    if len(sizes) != 1 or next(iter(sizes))[0] != next(iter(sizes))[1]:
+    size = bridge_image_size(contract)
+    if size is None:
+        sizes = {(c.height, c.width) for c in contract.cameras}
         raise ValueError(f"the sim bridge renders square images of one size; contract has {sizes}")
     first = spec["episodes"][0]
     context = Context()
@@ -52,7 +54,7 @@ def run_worker(spec: dict[str, Any], emit=print) -> list[dict[str, Any]]:
     try:
         bridge = SimBridge(context=context, parameter_overrides=[
             Parameter("task", value=first[0]), Parameter("cameras", value=cameras),
-            Parameter("image_size", value=next(iter(sizes))[0]),
+            Parameter("image_size", value=size),
             Parameter("clock_mode", value="lockstep"),
             Parameter("max_steps", value=int(spec["max_steps"])),
             Parameter("reliable_images", value=True),
