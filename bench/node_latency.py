@@ -26,9 +26,17 @@ preset with random weights (``checkpoint`` says which). Random weights never rea
 solve runs to k_max; ``--k-max`` sets the node's solver to a trained model's depth, and the JSON
 says so (``solver_override``).
 
+Real camera sizes: ``--camera-size 640x480`` publishes every camera at that size (a textured
+frame, not noise) and the node resizes it to the model's input (the contract's ``resize: true``,
+given to the node as a ``contract`` override); ``--compressed`` publishes
+``sensor_msgs/CompressedImage`` JPEG (OpenCV, quality 90) on ``<topic>/compressed`` as
+image_transport does, so the node decodes, then resizes. The JSON names both (``camera_size``,
+``camera_transport``, ``jpeg_bytes``).
+
     python bench/node_latency.py [--seconds 120] [--execution sync|async] [--rate 20]
                                  [--trigger observation|timer] [--k-max N] [--execute-steps N]
                                  [--checkpoint DIR] [--control-rate HZ] [--param NAME:=VALUE]
+                                 [--camera-size WxH] [--compressed]
 """
 
 from __future__ import annotations
@@ -86,7 +94,8 @@ def resolve_checkpoint(arg: str | None, workdir: Path) -> tuple[Path, str]:
 class Robot:
     """The publishing/timing side: inputs at a fixed rate, every output recorded with its time."""
 
-    def __init__(self, contract, rate_hz: float) -> None:
+    def __init__(self, contract, rate_hz: float, size: tuple[int, int] | None = None,
+                 compressed: bool = False) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseStamped
@@ -94,7 +103,7 @@ class Robot:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from rclpy.qos import qos_profile_sensor_data as sensor_qos
-        from sensor_msgs.msg import Image, JointState
+        from sensor_msgs.msg import CompressedImage, Image, JointState
         from std_msgs.msg import Float64MultiArray, String
 
         from vla_eqm_msgs.msg import DecoderStatus
@@ -109,7 +118,9 @@ class Robot:
         self.node = rclpy.create_node("bench_robot", context=self.context)
         # every input the contract names: each camera, each state source (joint state or pose)
         self.rate_hz = rate_hz
-        self.cams = [(c, self.node.create_publisher(Image, c.topic, sensor_qos))
+        self.compressed = compressed
+        self.cams = [(c, self.node.create_publisher(CompressedImage if compressed else Image,
+                                                    c.topic, sensor_qos))
                      for c in contract.cameras]
         msg_type = {"joint_state": JointState, "pose": PoseStamped}
         self.states = [(st, self.node.create_publisher(msg_type[st.type], st.topic, 10))
@@ -129,10 +140,11 @@ class Robot:
         self.node.create_subscription(DecoderStatus, "/policy_node/decoder_status",
                                       self._on_status, 100)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        rng = np.random.default_rng(0)
-        self._frames = {c.name: rng.integers(0, 255, c.height * c.width * 3,
-                                             dtype=np.uint8).tobytes() for c in contract.cameras}
+        self._sizes = {c.name: size or (c.width, c.height) for c in contract.cameras}
+        self._frames = {c.name: camera_frame(*self._sizes[c.name], seed=i, jpeg=compressed)
+                        for i, c in enumerate(contract.cameras)}
         self._Image, self._JointState, self._PoseStamped = Image, JointState, PoseStamped
+        self._CompressedImage = CompressedImage
         self.publishing = threading.Event()
         self.publish_lag: list[tuple[float, float]] = []  # (stamp, ms to the frame's last publish)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -176,8 +188,13 @@ class Robot:
                     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now_ns, 10**9)
                     pub.publish(msg)
                 for cam, pub in self.cams:  # images last: the reference input completes the set
-                    img = self._Image(height=cam.height, width=cam.width, encoding="rgb8",
-                                      step=cam.width * 3, data=self._frames[cam.name])
+                    w, h = self._sizes[cam.name]
+                    if self.compressed:
+                        img = self._CompressedImage(format="rgb8; jpeg compressed bgr8",
+                                                    data=self._frames[cam.name])
+                    else:
+                        img = self._Image(height=h, width=w, encoding="rgb8", step=w * 3,
+                                          data=self._frames[cam.name])
                     img.header.stamp.sec, img.header.stamp.nanosec = divmod(now_ns, 10**9)
                     pub.publish(img)
                 lag_ms = (time.time_ns() - now_ns) * 1e-6
@@ -193,6 +210,38 @@ class Robot:
         self.node.destroy_node()
         if self.context.ok():
             rclpy.shutdown(context=self.context)
+
+
+def camera_frame(width: int, height: int, seed: int, jpeg: bool) -> bytes:
+    """A textured RGB frame (gradients, a block, mild noise: JPEG sizes like a real scene's),
+    raw or as JPEG bytes."""
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1),
+                    np.full_like(x, 60 + 50 * seed)], -1).astype(np.int16)
+    img[height // 3: height // 2, width // 4: width // 2] = (200, 40, 40)
+    img += np.random.default_rng(seed).integers(-6, 7, img.shape, dtype=np.int16)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    if not jpeg:
+        return img.tobytes()
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def camera_contract(contract, size: tuple[int, int] | None, compressed: bool, path: Path):
+    """The checkpoint's contract with every camera resized (and compressed): the node's override."""
+    from vla_eqm_ros.contract import Contract
+
+    d = contract.to_dict()
+    for cam in d["cameras"]:
+        cam["resize"] = bool(size) or cam.get("resize", False)
+        if compressed:
+            cam.update(transport="compressed", topic=cam["topic"].rstrip("/") + "/compressed")
+    Contract.from_dict(d).to_yaml(path)
+    return Contract.from_yaml(path)
 
 
 def pct(xs, q: float) -> float:
@@ -283,7 +332,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="the node's execution mode (default: config/policy.yaml's)")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter, repeatable (e.g. gil_switch_interval_ms:=5)")
+    p.add_argument("--camera-size", default=None, metavar="WxH",
+                   help="publish cameras at this size; the node resizes (e.g. 640x480)")
+    p.add_argument("--compressed", action="store_true",
+                   help="publish CompressedImage JPEG on <topic>/compressed")
     args = p.parse_args(argv)
+    size = None
+    if args.camera_size:
+        try:
+            w, h = (int(v) for v in args.camera_size.lower().split("x"))
+        except ValueError:
+            p.error(f"--camera-size: expected WxH such as 640x480, got {args.camera_size!r}")
+        size = (w, h)
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # loopback only, always
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
@@ -300,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         ckpt, label = resolve_checkpoint(args.checkpoint, Path(tmp))
         cfg, _ = load_checkpoint(ckpt)
         contract = resolve_contract(cfg, "")
+        override = []
+        if size or args.compressed:
+            contract = camera_contract(contract, size, args.compressed, Path(tmp) / "c.yaml")
+            override = [f"contract:={Path(tmp) / 'c.yaml'}"]
         # max ages of 1 s: the alignment pause must not read as stale input (holds)
         params = [f"trigger:={args.trigger}", "camera_max_age:=1.0", "state_max_age:=1.0",
                   f"control_rate_hz:={float(args.control_rate or args.rate)}",
@@ -311,11 +375,13 @@ def main(argv: list[str] | None = None) -> int:
             params.append(f"execute_steps:={args.execute_steps}")
         if args.execution:
             params.append(f"execution:={args.execution}")
-        params += args.param
+        params += override + args.param
         cmd = [sys.executable, "-c", "from vla_eqm_ros.nodes.bringup import main; main()",
                "--checkpoint", str(ckpt)] + [a for prm in params for a in ("--param", prm)]
         log(f"checkpoint: {label}; node: {' '.join(params)}; domain {env['ROS_DOMAIN_ID']}")
-        robot = Robot(contract, args.rate)
+        robot = Robot(contract, args.rate, size, args.compressed)
+        jpeg_bytes = ({c: len(f) for c, f in robot._frames.items()} if args.compressed
+                      else None)
         robot.publishing.set()
         # the node's log goes to a file, never an undrained pipe: a full pipe blocks the node's
         # logging calls and would stall it (a measured artefact, not the node's latency)
@@ -357,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         "node_params": params,
         "seconds": args.seconds,
         "target_rate_hz": args.rate,
+        "camera_size": args.camera_size or "model size (no resize)",
+        "camera_transport": "compressed (JPEG q90)" if args.compressed else "raw",
+        "jpeg_bytes": jpeg_bytes,
         **run,
         "node_log_lines": run_log_lines,
         "machine": f"{os.cpu_count()} CPU cores shared with other jobs; load average "

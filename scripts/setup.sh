@@ -78,7 +78,7 @@ if ! fresh msgs "$MSGS_HASH" || ! python -c "import vla_eqm_msgs.msg" 2>/dev/nul
     && make -j"$(nproc)" >make.log 2>&1 && make install >install.log 2>&1 ) \
     || die "building vla_eqm_msgs failed; logs in $BUILD (cmake.log, make.log, install.log)." \
            "A missing 'ament_cmake_*' package means requirements.txt lacks that ros-jazzy-* wheel."
-  python -c "from vla_eqm_msgs.msg import DecoderStatus, ActionChunk, EpisodeStatus; from vla_eqm_msgs.srv import ResetEpisode" \
+  python -c "from vla_eqm_msgs.msg import DecoderStatus, ActionChunk, EpisodeStatus; from vla_eqm_msgs.srv import ResetEpisode, StartEpisode, StopEpisode" \
     || die "vla_eqm_msgs built but does not import." "Logs in $BUILD."
   mark msgs "$MSGS_HASH"
 fi

@@ -27,6 +27,7 @@ setup(
     entry_points={
         "console_scripts": [
             "vla-eqm = vla_eqm_train.cli:main",
+            "episode_recorder = vla_eqm_train.episode_recorder_node:main",
         ],
     },
 )

@@ -1,12 +1,14 @@
 """ros2 launch vla_eqm_ros policy.launch.py [checkpoint:=DIR] [autostart:=true|false]
                                           [with_sim:=true|false] [respawn:=true|false]
+                                          [config:=my_robot_policy.yaml]
 
 The policy node as a lifecycle node with config/policy.yaml; optionally the sim bridge. YAML is the
 truth: an argument left empty keeps the YAML's value (``checkpoint``, ``autostart`` and
 ``with_sim`` all live in config/policy.yaml). Launch and the `bringup` entry point read those
 settings through the same functions (``vla_eqm_ros.nodes.deployment``).
 
-``respawn:=true`` restarts the policy node process when it exits; it exits non-zero (70) when its
+``config:=FILE`` replaces the package's config/policy.yaml with a robot's own parameter YAML (same
+layout: ``policy_node: ros__parameters: ...``; docs/real_robot.md). ``respawn:=true`` restarts the policy node process when it exits; it exits non-zero (70) when its
 executor stops under it, after holding position. Written for a real ROS 2 install (launch,
 launch_ros); without one, the `bringup` entry point does the same.
 """
@@ -28,8 +30,9 @@ from vla_eqm_ros.nodes.runtime import load_params
 
 
 def _nodes(context, *args, **kwargs):
-    config = os.path.join(get_package_share_directory("vla_eqm_ros"), "config", "policy.yaml")
     arg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    config = arg("config") or os.path.join(get_package_share_directory("vla_eqm_ros"), "config",
+                                           "policy.yaml")
     settings = deployment.resolve(deployment.split_settings(load_params(config, "policy_node")),
                                   arg("autostart"), arg("with_sim"))
     policy = LifecycleNode(
@@ -72,5 +75,7 @@ def generate_launch_description():
                               description="also start the vla_eqm_sim bridge; empty = the YAML's"),
         DeclareLaunchArgument("respawn", default_value="false",
                               description="restart the policy node process when it exits"),
+        DeclareLaunchArgument("config", default_value="",
+                              description="parameter YAML; empty = the package's policy.yaml"),
         OpaqueFunction(function=_nodes),
     ])

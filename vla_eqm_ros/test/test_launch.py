@@ -59,7 +59,7 @@ def test_the_config_file_the_launch_file_names_exists_and_lists_policy_node_para
 def test_launch_arguments_cover_autostart_checkpoint_and_the_sim() -> None:
     tree = ast.parse(LAUNCH.read_text())
     declared = {c.args[0].value for c in _calls(tree, "DeclareLaunchArgument")}
-    assert declared == {"checkpoint", "autostart", "with_sim", "respawn"}
+    assert declared == {"checkpoint", "autostart", "with_sim", "respawn", "config"}
 
 
 def test_an_empty_checkpoint_argument_keeps_the_yaml_checkpoint() -> None:

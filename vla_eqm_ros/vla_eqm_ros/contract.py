@@ -40,6 +40,15 @@ Schema (every key is validated; errors name the offending key and value)::
                                    # hold: newest inputs, skew not checked (zero-order hold)
                                    # drop: like asof, but a tick without a new reference frame
                                    #       yields no observation (bag conversion without repeats)
+    episodes:                      # optional, bags only: how a recording becomes episodes
+      split: bag                   # bag: one bag is one episode | marker: cut by a marker topic
+                                   #   | gap: cut where the first input pauses longer than gap
+      marker: /episode             # split: marker; std_msgs/Bool (true starts, false ends) or
+                                   #   String (text starts, "" / end / stop / done ends)
+      gap: 1.0                     # s; split: gap
+      instruction: goal            # goal: the goal topic | marker: the String marker's text |
+                                   #   metadata: the bag's custom_data "instruction" |
+                                   #   sidecar: <bag>/episodes.yaml (docs/real_robot.md)
 
 "Hold position" for ``joint_trajectory`` actions is a one-point trajectory at the measured joint
 positions (the node builds it); ``action.hold`` applies to ``float64_multi_array`` actions.
@@ -71,6 +80,7 @@ from vla_eqm_ros.contract_fields import (  # noqa: F401 - the contract's public 
     AlignmentSpec,
     CameraSpec,
     ContractError,
+    EpisodeSpec,
     GoalSpec,
     StateSpec,
     _names,
@@ -91,6 +101,7 @@ class Contract:
     control_period: float = 0.05  # s
     alignment: AlignmentSpec = field(default_factory=AlignmentSpec)
     ee_pose_topic: str | None = None
+    episodes: EpisodeSpec = field(default_factory=EpisodeSpec)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.cameras]
@@ -130,7 +141,7 @@ class Contract:
         if not isinstance(d, Mapping):
             raise ContractError(f"contract: expected a mapping, got {type(d).__name__}")
         known = {"cameras", "state", "goal", "action", "control_period", "alignment",
-                 "ee_pose_topic"}
+                 "ee_pose_topic", "episodes"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ContractError(f"contract: unknown keys {unknown}; known keys {sorted(known)}")
@@ -151,6 +162,7 @@ class Contract:
             control_period=_positive(d.get("control_period", 0.05), "control_period"),
             alignment=AlignmentSpec.from_dict(d.get("alignment") or {}),
             ee_pose_topic=None if ee is None else _topic(ee, "ee_pose_topic"),
+            episodes=EpisodeSpec.from_dict(d.get("episodes") or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +176,8 @@ class Contract:
         }
         if self.ee_pose_topic is not None:
             out["ee_pose_topic"] = self.ee_pose_topic
+        if not self.episodes.is_default:  # absent by default: old hashes stay valid
+            out["episodes"] = self.episodes.to_dict()
         return out
 
     @classmethod

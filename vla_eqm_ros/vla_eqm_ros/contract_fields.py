@@ -256,3 +256,58 @@ class AlignmentSpec:
         if mode not in ALIGNMENT_MODES:
             raise ContractError(f"{where}.mode: expected one of {ALIGNMENT_MODES}, got {mode!r}")
         return cls(mode=mode, max_skew=_positive(d.get("max_skew", 0.05), f"{where}.max_skew"))
+
+
+EPISODE_SPLITS = ("bag", "marker", "gap")
+INSTRUCTION_SOURCES = ("goal", "marker", "metadata", "sidecar")
+MARKER_TYPES = ("std_msgs/msg/Bool", STRING_TYPE)
+MARKER_END_WORDS = ("", "end", "stop", "done")  # a String marker with this text ends an episode
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """How a recorded bag becomes episodes: bag conversion and replay only, never the live node.
+
+    A teleoperation session is often one long bag; ``marker`` and ``gap`` cut it, and the
+    instruction of each piece comes from the goal topic, the String marker's text, the bag's
+    ``custom_data`` or a sidecar file (``vla_eqm_train.data.episodes`` applies the rules).
+    """
+
+    split: str = "bag"  # bag | marker | gap
+    marker: str | None = None  # topic (std_msgs/Bool or String) for split: marker
+    gap: float = 1.0  # s without the reference input that ends an episode (split: gap)
+    instruction: str = "goal"  # goal | marker | metadata | sidecar
+
+    @property
+    def is_default(self) -> bool:
+        return self == EpisodeSpec()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "episodes") -> EpisodeSpec:
+        if not isinstance(d, Mapping):
+            raise ContractError(f"{where}: expected a mapping, got {type(d).__name__}")
+        unknown = sorted(set(d) - {"split", "marker", "gap", "instruction"})
+        if unknown:
+            raise ContractError(f"{where}: unknown keys {unknown}")
+        split = str(d.get("split", "bag"))
+        if split not in EPISODE_SPLITS:
+            raise ContractError(f"{where}.split: expected one of {EPISODE_SPLITS}, got {split!r}")
+        marker = d.get("marker")
+        if split == "marker" and marker is None:
+            raise ContractError(f"{where}.marker: split: marker needs a marker topic")
+        instruction = str(d.get("instruction", "goal"))
+        if instruction not in INSTRUCTION_SOURCES:
+            raise ContractError(f"{where}.instruction: expected one of {INSTRUCTION_SOURCES}, "
+                                f"got {instruction!r}")
+        if instruction == "marker" and split != "marker":
+            raise ContractError(f"{where}.instruction: 'marker' needs split: marker")
+        return cls(split=split, marker=None if marker is None else _topic(marker,
+                                                                           f"{where}.marker"),
+                   gap=_positive(d.get("gap", 1.0), f"{where}.gap"), instruction=instruction)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"split": self.split, "gap": self.gap,
+                               "instruction": self.instruction}
+        if self.marker is not None:
+            out["marker"] = self.marker
+        return out

@@ -8,8 +8,11 @@ package is not installed.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
@@ -42,11 +45,30 @@ def custom_msg_dir() -> Path:
 
 
 @lru_cache(maxsize=1)
+def _custom_types() -> dict[str, Any]:
+    types: dict[str, Any] = {}
+    for path in sorted(custom_msg_dir().glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"{MSGS_PACKAGE}/msg/{path.stem}"))
+    return types
+
+
+@lru_cache(maxsize=1)
 def make_typestore() -> Typestore:
     """Jazzy's standard types plus every ``vla_eqm_msgs/msg/*.msg``."""
     store = get_typestore(Stores.ROS2_JAZZY)
-    types = {}
-    for path in sorted(custom_msg_dir().glob("*.msg")):
-        types.update(get_types_from_msg(path.read_text(), f"{MSGS_PACKAGE}/msg/{path.stem}"))
-    store.register(types)
+    store.register(_custom_types())
+    return store
+
+
+def typestore_for(connections: Iterable[Any]) -> Typestore:
+    """Jazzy, ours, and every definition a bag carries for a type neither knows (a robot's own
+    messages, as ``ros2 bag record`` stores them). A definition that does not parse leaves its
+    topic undecodable, which the reader reports when it needs that topic."""
+    store = get_typestore(Stores.ROS2_JAZZY)
+    store.register(_custom_types())
+    for conn in connections:
+        msgdef = getattr(conn, "msgdef", None)
+        if conn.msgtype not in store.types and msgdef is not None and msgdef.data:
+            with contextlib.suppress(Exception):
+                store.register(get_types_from_msg(msgdef.data, conn.msgtype))
     return store

@@ -18,7 +18,7 @@ from vla_eqm_train.evaluation.bag.iterate_probe import probe_iterates
 from vla_eqm_train.evaluation.bag.replay import (
     ReplaySetting,
     episode_observations,
-    load_episode,
+    load_episodes,
     make_policy,
     replay_episode,
     settings_grid,
@@ -36,7 +36,7 @@ def setup(tmp_path_factory) -> dict:
     cfg, model = load_checkpoint(ckpt)
     contract = resolve_contract(cfg)
     check_compatible(contract, cfg)
-    episodes = [load_episode(b, contract) for b in bags]
+    episodes = [ep for b in bags for ep in load_episodes(b, contract)]
     return {"root": root, "bags": bags, "ckpt": ckpt, "cfg": cfg, "model": model,
             "contract": contract, "episodes": episodes}
 

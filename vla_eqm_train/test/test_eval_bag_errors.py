@@ -13,7 +13,7 @@ from eval_bag_support import contract_dict, copy_bag, debug_checkpoint, record_b
 from vla_eqm_ros.contract import Contract
 from vla_eqm_train.cli import main as vla_eqm
 from vla_eqm_train.data.bags import BagError
-from vla_eqm_train.evaluation.bag.replay import load_episode
+from vla_eqm_train.evaluation.bag.replay import load_episodes
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +27,21 @@ def setup(tmp_path_factory) -> dict:
 def test_a_truncated_bag_is_a_bag_error_naming_the_bag_and_corruption(setup, tmp_path):
     bag = truncate_bag(setup["bag"], tmp_path / "truncated")
     with pytest.raises(BagError, match="corrupt") as err:
-        load_episode(bag, setup["contract"])
+        load_episodes(bag, setup["contract"])
     assert "truncated" in str(err.value)
 
 
 def test_a_missing_topic_is_a_bag_error_naming_the_topic(setup, tmp_path):
     bag = copy_bag(setup["bag"], tmp_path / "no_state", drop_topics=("/joint_states",))
     with pytest.raises(BagError, match="missing from the bag") as err:
-        load_episode(bag, setup["contract"])
+        load_episodes(bag, setup["contract"])
     assert err.value.topic == "/joint_states" and "no_state" in err.value.bag
 
 
 def test_an_empty_bag_is_a_bag_error_saying_empty(setup, tmp_path):
     bag = copy_bag(setup["bag"], tmp_path / "empty", max_messages=0)
     with pytest.raises(BagError, match="empty bag") as err:
-        load_episode(bag, setup["contract"])
+        load_episodes(bag, setup["contract"])
     assert "empty" in err.value.bag
 
 
@@ -49,9 +49,9 @@ def test_a_contract_that_disagrees_with_the_recording_is_a_contract_mismatch(set
     slower = contract_dict()
     slower["control_period"] = 0.05
     with pytest.raises(BagError, match="contract mismatch: recorded at 0.0125 s per step"):
-        load_episode(setup["bag"], Contract.from_dict(slower))
+        load_episodes(setup["bag"], Contract.from_dict(slower))
     with pytest.raises(BagError, match="size 32x32 != contract 24x24") as err:
-        load_episode(setup["bag"], Contract.from_dict(contract_dict(size=24)))
+        load_episodes(setup["bag"], Contract.from_dict(contract_dict(size=24)))
     assert err.value.topic == "/camera/corner/image_raw"
 
 

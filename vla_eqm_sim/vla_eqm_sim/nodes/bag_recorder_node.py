@@ -14,7 +14,6 @@ observation i it answers, and the language goal with the episode's first observa
 from __future__ import annotations
 
 import collections
-import struct
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
@@ -24,18 +23,7 @@ from std_msgs.msg import Float64MultiArray, String
 
 from vla_eqm_msgs.msg import EpisodeStatus
 from vla_eqm_sim.bag_types import make_typestore
-from vla_eqm_sim.bag_writer import BufferedMessage
-
-
-def header_stamp_ns(cdr: bytes) -> int:
-    """The header stamp of a serialized message that starts with std_msgs/Header.
-
-    CDR: a 4-byte encapsulation header (byte 1: 1 = little endian), then Time{int32 sec,
-    uint32 nanosec} at offset 4, which is already aligned.
-    """
-    order = "<" if cdr[1] & 1 else ">"
-    sec, nanosec = struct.unpack_from(order + "iI", cdr, 4)
-    return sec * 1_000_000_000 + nanosec
+from vla_eqm_sim.bag_writer import BufferedMessage, header_stamp_ns
 
 
 class RecorderNode(Node):

@@ -1,6 +1,6 @@
 """``vla-eqm eval-bag``: replay recorded rosbag2 episodes through a checkpoint and report.
 
-Offline (always): every bag is decoded once through the shared decode path (``bags.read_episode``)
+Offline (always): every bag is decoded once through the shared decode path (``bags.read_episodes``)
 and replayed deterministically for every setting of the scan grid (tau x warm start for EqM,
 Euler steps for FM): action errors against the recorded commands (first action and whole chunk,
 L1/L2, per dimension), iterations, residual and stop reason, decode latency and chunk-boundary
@@ -153,30 +153,42 @@ def collect_bags(paths: list[Path]) -> tuple[list[Path], list[dict[str, str]]]:
     return bags, missing
 
 
-def _replay_bag(job: dict[str, Any], bag: Path, probe_cycles: int, bar: Any) -> dict[str, Any]:
-    """Decode one bag and replay it under every setting; failures are recorded, not raised."""
+def _replay_bag(job: dict[str, Any], bag: Path, probe_cycles: int,
+                bar: Any) -> list[dict[str, Any]]:
+    """Decode one bag and replay each of its episodes under every setting; failures are
+    recorded, not raised (an unreadable bag is one failed entry)."""
     from vla_eqm_train.data.bags import BagError
+    from vla_eqm_train.evaluation.bag.replay import load_episodes
+
+    settings = job["settings"]
+    try:
+        episodes = load_episodes(bag, job["contract"])
+    except BagError as exc:
+        bar.update(len(settings))
+        return [{"bag": str(bag), "name": bag.name, "status": "failed", "error": str(exc),
+                 "settings": {}}]
+    if len(episodes) > 1:  # a continuous recording: the bar counts replays, not bags
+        bar.total += (len(episodes) - 1) * len(settings)
+        bar.refresh()
+    return [_replay_episode(job, bag, episode, probe_cycles, bar) for episode in episodes]
+
+
+def _replay_episode(job: dict[str, Any], bag: Path, episode: Any, probe_cycles: int,
+                    bar: Any) -> dict[str, Any]:
     from vla_eqm_train.evaluation.bag.iterate_probe import probe_iterates, probe_ticks
     from vla_eqm_train.evaluation.bag.metrics import aggregate_cycles
     from vla_eqm_train.evaluation.bag.replay import (
         episode_observations,
         episode_seed,
-        load_episode,
         make_policy,
         replay_episode,
     )
 
-    entry: dict[str, Any] = {"bag": str(bag), "name": bag.name, "status": "failed",
-                             "error": None, "settings": {}}
     settings, contract, cfg, model = job["settings"], job["contract"], job["cfg"], job["model"]
-    try:
-        episode = load_episode(bag, contract)
-    except BagError as exc:
-        entry["error"] = str(exc)
-        bar.update(len(settings))
-        return entry
     info = episode.info
-    entry.update(status="ok", task=info.get("task"), seed=info.get("seed"),
+    entry: dict[str, Any] = {"bag": str(bag), "name": episode.name, "status": "ok",
+                             "error": None, "settings": {}}
+    entry.update(task=info.get("task"), seed=info.get("seed"),
                  variation=info.get("variation"), success=info.get("success"),
                  length=episode.length, skipped_ticks=episode.skipped_ticks, goal=episode.goal)
     # warm-up decode, not measured: the first decode of a process loads the language encoder
@@ -184,7 +196,7 @@ def _replay_bag(job: dict[str, Any], bag: Path, probe_cycles: int, bar: Any) -> 
     with contextlib.suppress(Exception):  # the measured replays report any problem, per setting
         warm.predict_action_chunk(episode_observations(episode, contract.control_period)[0], 0)
     for setting in settings:
-        bar.set_postfix_str(f"{bag.name[:30]} {setting.name}")
+        bar.set_postfix_str(f"{episode.name[:30]} {setting.name}")
         try:
             run = replay_episode(model, cfg, episode, setting, contract.control_period)
             cycles = [c.to_dict() for c in run.cycles]
@@ -193,12 +205,12 @@ def _replay_bag(job: dict[str, Any], bag: Path, probe_cycles: int, bar: Any) -> 
                 "summary": aggregate_cycles(cycles), "cycles": cycles}
         except Exception as exc:  # a replay that fails midway is failed, never partial
             entry["settings"][setting.name] = {
-                "status": "failed", "seed": episode_seed(bag, setting.decoder),
+                "status": "failed", "seed": episode_seed(episode.name, setting.decoder),
                 "setting": setting.to_dict(), "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=3), "cycles": []}
         bar.update(1)
     if job["decoder"] == "eqm" and probe_cycles > 0:
-        seed = episode_seed(bag, "probe")
+        seed = episode_seed(episode.name, "probe")
         policy = make_policy(model, cfg, None, seed)
         obs = episode_observations(episode, contract.control_period)
         entry["probe"] = [probe_iterates(policy, obs[t], episode.actions, t, cfg.solver.k_max,
@@ -277,14 +289,15 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         for bag in bags:
-            entry = _replay_bag(job, bag, args.probe_cycles, bar)
-            if entry["status"] != "ok":
-                print(f"eval-bag: FAILED {entry['error']}", file=sys.stderr)
-            episodes.append(entry)
+            for entry in _replay_bag(job, bag, args.probe_cycles, bar):
+                if entry["status"] != "ok":
+                    print(f"eval-bag: FAILED {entry['error']}", file=sys.stderr)
+                episodes.append(entry)
         if args.live:
             from vla_eqm_train.evaluation.live.replay import run_live
 
-            live = run_live(job, [Path(e["bag"]) for e in episodes if e["status"] == "ok"],
+            played = dict.fromkeys(Path(e["bag"]) for e in episodes if e["status"] == "ok")
+            live = run_live(job, list(played),
                             args.out, args.rate, bar, tau=args.tau, warm_start=args.warm_start)
     except KeyboardInterrupt:
         interrupted = True

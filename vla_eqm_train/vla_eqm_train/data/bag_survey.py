@@ -12,7 +12,6 @@ message definitions when the type is not a standard one.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import numpy as np
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+MARKER_TYPES = ("std_msgs/msg/Bool", "std_msgs/msg/String")
+MARKER_WORDS = ("episode", "marker", "record")  # topic names that look like an episode marker
 COMMAND_TYPES = ("std_msgs/msg/Float64MultiArray", "trajectory_msgs/msg/JointTrajectory")
 MODEL_IMAGE_SIZE = 96  # the default model's camera size; frames are resized to it
 
@@ -34,19 +35,6 @@ class TopicInfo:
     rate_hz: float
     max_gap_s: float
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-def _typestore(reader: Any) -> Any:
-    """The ROS 2 Jazzy store plus every definition the bag carries (custom messages)."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    store = get_typestore(Stores.ROS2_JAZZY)
-    for conn in reader.connections:
-        if conn.msgtype not in store.types and conn.msgdef and conn.msgdef.data:
-            # an undecodable definition: the topic is listed, not inspected
-            with contextlib.suppress(Exception):
-                store.register(get_types_from_msg(conn.msgdef.data, conn.msgtype))
-    return store
 
 
 def _detail(msgtype: str, msg: Any) -> dict[str, Any]:
@@ -77,8 +65,10 @@ def survey(bag: Path) -> list[TopicInfo]:
     """Every topic of ``bag`` (any storage, split or not), sorted by name."""
     from rosbags.rosbag2 import Reader
 
+    from vla_eqm_sim.bag_types import typestore_for
+
     with Reader(Path(bag)) as reader:
-        store = _typestore(reader)
+        store = typestore_for(reader.connections)
         times: dict[str, list[int]] = {c.topic: [] for c in reader.connections}
         types = {c.topic: c.msgtype for c in reader.connections}
         details: dict[str, dict[str, Any]] = {}
@@ -94,7 +84,10 @@ def survey(bag: Path) -> list[TopicInfo]:
     for topic in sorted(times):
         t = np.asarray(sorted(times[topic]), dtype=np.float64) * 1e-9
         gaps = np.diff(t)
-        rate = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+        # the median period, not count / span: a session with pauses between episodes still
+        # reports the rate its driver runs at
+        median = float(np.median(gaps)) if gaps.size else 0.0
+        rate = 1.0 / median if median > 0 else 0.0
         out.append(TopicInfo(topic, types[topic], len(t), round(float(rate), 3),
                              round(float(gaps.max()), 4) if gaps.size else 0.0,
                              details.get(topic, {})))
@@ -129,6 +122,8 @@ def skeleton(topics: list[TopicInfo]) -> str:
     joints = [t for t in topics if t.msgtype == "sensor_msgs/msg/JointState"]
     commands = [t for t in topics if t.msgtype in COMMAND_TYPES]
     strings = [t for t in topics if t.msgtype == "std_msgs/msg/String"]
+    markers = [t for t in topics if t.msgtype in MARKER_TYPES
+               and any(w in t.topic.lower() for w in MARKER_WORDS)]
     lines = ["# Contract skeleton written by `vla-eqm contract init` from a survey of the bag.",
              "# Edit names, limits and hold values; every key is validated on load.",
              "# Schema: vla_eqm_ros/vla_eqm_ros/contract.py.",
@@ -169,6 +164,7 @@ def skeleton(topics: list[TopicInfo]) -> str:
         kind = "  type: float64_multi_array\n  kind: cartesian_delta    # or joint"
     period = round(1.0 / command.rate_hz, 6) if command.rate_hz > 0 else 0.05
     n = len(names)
+    lines += _episodes_section(markers, command, period)
     lines += [f"action:                          # {command.topic}: {command.rate_hz:.1f} Hz",
               f"  names: {names}", f"  topic: {command.topic}", kind,
               f"  low: {[-1.0] * n}        # hard limits: set the robot's",
@@ -176,3 +172,78 @@ def skeleton(topics: list[TopicInfo]) -> str:
               f"control_period: {period}        # s per action: 1 / the command rate",
               "alignment: {mode: asof, max_skew: 0.05}"]
     return "\n".join(lines) + "\n"
+
+
+def _episodes_section(markers: list[TopicInfo], command: TopicInfo, period: float) -> list[str]:
+    """How to cut the bag: by a marker-looking topic, by pauses, or one bag per episode."""
+    if markers:
+        m = markers[0]
+        return ["episodes:                        # a continuous session: cut by the marker",
+                "  split: marker",
+                f"  marker: {m.topic}              # {m.msgtype}, {m.count} messages",
+                "  instruction: goal               # goal | marker | metadata | sidecar"]
+    if command.max_gap_s > 10 * period:
+        gap = round(min(command.max_gap_s / 2, 5 * period), 3)
+        return ["episodes:                        # the command pauses for "
+                f"{command.max_gap_s:.2f} s: one episode per stretch",
+                "  split: gap", f"  gap: {gap}", "  instruction: goal"]
+    return ["# episodes: {split: marker, marker: /episode}   # for a bag holding several"]
+
+
+def check(bag: Path, contract: Any) -> dict[str, Any]:
+    """What ``contract`` makes of ``bag``: rates, skew, dropped ticks and the samples it yields.
+
+    Runs the real conversion (``bags.read_episodes``), so what this reports is what ``dataset
+    build`` will do; raises ``BagError`` exactly where the build would stop.
+    """
+    from vla_eqm_train.data.bags import ConversionStats, read_episodes
+
+    stats = ConversionStats()
+    episodes = read_episodes(bag, contract, stats)
+    used = {t for t, _ in contract.input_topics()} | {contract.action.topic}
+    if contract.episodes.marker:
+        used.add(contract.episodes.marker)
+    surveyed = survey(bag)
+    topics = [t for t in surveyed if t.topic in used]
+    reference = contract.camera_names[0] if contract.cameras else contract.state[0].topic
+    skew = {}
+    for name, values in stats.skew_s.items():
+        a = np.abs(np.asarray(values))
+        skew[name] = {"p50_ms": round(float(np.median(a)) * 1e3, 3),
+                      "p99_ms": round(float(np.quantile(a, 0.99)) * 1e3, 3),
+                      "max_ms": round(float(a.max()) * 1e3, 3)}
+    return {
+        "bag": str(bag),
+        "topics": [{"topic": t.topic, "type": t.msgtype, "count": t.count, "rate_hz": t.rate_hz,
+                    "max_gap_s": t.max_gap_s} for t in topics],
+        "unused_topics": sorted({t.topic for t in surveyed} - used),
+        "reference": reference,
+        "skew_vs_reference": skew,
+        "ticks": stats.ticks,
+        "dropped_ticks": dict(stats.dropped.most_common()),
+        "episodes": [{"name": e.name, "frames": e.length, "goal": e.goal,
+                      "skipped_ticks": e.skipped_ticks} for e in episodes],
+        "empty_windows": stats.empty_windows,
+        "samples": sum(e.length for e in episodes),
+    }
+
+
+def check_table(report: dict[str, Any]) -> str:
+    """``check``'s report for the terminal."""
+    rows = [f"bag {report['bag']}", table([TopicInfo(t["topic"], t["type"], t["count"],
+                                                     t["rate_hz"], t["max_gap_s"])
+                                           for t in report["topics"]])]
+    if report["unused_topics"]:
+        rows.append(f"ignored (not in the contract): {', '.join(report['unused_topics'])}")
+    rows.append(f"skew against the reference input {report['reference']} (|stamp difference|):")
+    rows += [f"  {name:<40} p50 {s['p50_ms']:8.2f} ms  p99 {s['p99_ms']:8.2f} ms  "
+             f"max {s['max_ms']:8.2f} ms" for name, s in report["skew_vs_reference"].items()]
+    dropped = sum(report["dropped_ticks"].values())
+    rows.append(f"control ticks {report['ticks']}: {dropped} dropped")
+    rows += [f"  {count:6d}  {reason}" for reason, count in report["dropped_ticks"].items()]
+    rows.append(f"{len(report['episodes'])} episode(s), {report['samples']} training samples"
+                + (f", {report['empty_windows']} marked episode(s) without a frame"
+                   if report["empty_windows"] else ""))
+    rows += [f"  {e['name']:<40} {e['frames']:6d} frames  goal {e['goal']!r}"
+             for e in report["episodes"]]
+    return "\n".join(rows)

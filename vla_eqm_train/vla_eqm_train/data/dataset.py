@@ -136,7 +136,7 @@ def write_cache(
             "bag": Path(ep.bag).name, "start": start, "length": ep.length, "goal": ep.goal,
             "task": info.get("task", ""), "variation": info.get("variation"),
             "seed": info.get("seed"), "success": info.get("success"),
-            "skipped_ticks": ep.skipped_ticks,
+            "skipped_ticks": ep.skipped_ticks, "segment": info.get("segment"),
         })
         start += ep.length
         if on_episode is not None:
@@ -146,12 +146,12 @@ def write_cache(
     if not records:
         raise DatasetError("no episodes to write")
     train, val = split_episodes(len(records), val_fraction, seed)
-    meta = _meta(out, records, contract, train, val, digest.hexdigest(), sources or [])
+    meta = cache_meta(out, records, contract, train, val, digest.hexdigest(), sources or [])
     (out / META).write_text(json.dumps(meta, indent=1) + "\n")
     return meta
 
 
-def _meta(out: Path, records: list[dict[str, Any]], contract: Contract, train: list[int],
+def cache_meta(out: Path, records: list[dict[str, Any]], contract: Contract, train: list[int],
           val: list[int], digest: str, sources: list[str]) -> dict[str, Any]:
     """Statistics (train episodes only: validation must not leak into normalization)."""
     state = np.load(out / "state.npy", mmap_mode="r")

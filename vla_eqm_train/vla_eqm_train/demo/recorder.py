@@ -1,8 +1,8 @@
 """The demo's recorder: what ``vla-eqm demo`` hears, buffered per episode, and its rosbag2.
 
-ROS-free but for ``RunRecorder.subscribe``, which imports rclpy lazily: the demo hands it its
-recorder node, and the subscriptions are raw, so the bag holds the CDR bytes exactly as they came
-off the wire (as ``ros2 bag record`` stores them).
+The buffer is the shared ``topic_recorder.TopicRecorder`` (the robot's episode recorder uses it
+too); what is the demo's own is the topic list and the lockstep rule that dates unstamped
+messages (``bag_messages``).
 
 Only the first camera is recorded: the bag exists to show what the policy saw and did, and a second
 96x96 stream would double its size (about 28 kB per frame) for no new insight.
@@ -10,23 +10,29 @@ Only the first camera is recorded: the bag exists to show what the policy saw an
 
 from __future__ import annotations
 
-import struct
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vla_eqm_sim.bag_writer import BufferedMessage, write_episode_bag
+from vla_eqm_sim.bag_writer import BufferedMessage, header_stamp_ns, write_episode_bag
+from vla_eqm_train.topic_recorder import EpisodeTag, Recorded, TopicRecorder
+
+__all__ = ["EpisodeTag", "Recorded", "RunRecorder", "bag_messages", "demo_topics",
+           "header_stamp_ns", "write_bag"]
 
 DECODER_STATUS = "vla_eqm_msgs/msg/DecoderStatus"
 ACTION_CHUNK = "vla_eqm_msgs/msg/ActionChunk"
 EPISODE_STATUS = "vla_eqm_msgs/msg/EpisodeStatus"
 IMAGE = "sensor_msgs/msg/Image"
-# Types without a header: their bag time comes from the observation they answer (see bag_messages)
-UNSTAMPED = frozenset({"std_msgs/msg/Float64MultiArray", "std_msgs/msg/String"})
 LATCHED = frozenset({"/language_goal"})
+
+
+class RunRecorder(TopicRecorder):
+    """The demo's run: its topics, the goal latched."""
+
+    def __init__(self, topics: dict[str, str]) -> None:
+        super().__init__(topics, latched=LATCHED)
 
 
 def demo_topics(camera: str, command_topic: str, command_type: str,
@@ -42,108 +48,6 @@ def demo_topics(camera: str, command_topic: str, command_type: str,
         f"{node}/decoder_status": DECODER_STATUS,
         f"{node}/action_chunk": ACTION_CHUNK,
     }
-
-
-def header_stamp_ns(cdr: bytes) -> int:
-    """Header stamp of a CDR message that starts with std_msgs/Header (sec at offset 4)."""
-    sec, nanosec = struct.unpack_from("<iI" if cdr[1] & 1 else ">iI", cdr, 4)
-    return sec * 1_000_000_000 + nanosec
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """One message as it arrived: raw CDR, its header stamp (None when it has none), episode."""
-
-    topic: str
-    msgtype: str
-    data: bytes
-    stamp_ns: int | None
-    episode: int
-
-
-@dataclass(frozen=True)
-class EpisodeTag:
-    index: int
-    task: str
-    variation: int
-
-
-class RunRecorder:
-    """Buffers every recorded message of the run in memory, tagged with the running episode.
-
-    Episodes are tagged by arrival, not by stamp: the bridge's reset observation carries the same
-    sim time as the previous episode's last one, so stamps alone cannot split episodes. The demo
-    waits for the pipeline to go quiet before it starts the next episode, so arrival is exact.
-    """
-
-    def __init__(self, topics: dict[str, str]) -> None:
-        self.topics = dict(topics)
-        self.episodes: list[EpisodeTag] = []
-        self._messages: list[Recorded] = []
-        self._counts: Counter[tuple[str, int]] = Counter()
-        self._lock = threading.Lock()
-        self._episode: int | None = None
-        self._subs: list[Any] = []
-
-    def subscribe(self, node: Any, depth: int = 1000) -> None:
-        """Raw, reliable subscriptions on ``node`` (an rclpy node); deep enough that a lockstep
-        episode never overruns them (the publishers step only as fast as the policy answers)."""
-        import importlib
-
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
-        reliable = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        for topic, msgtype in self.topics.items():
-            pkg, _, name = msgtype.split("/")
-            cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
-            self._subs.append(node.create_subscription(
-                cls, topic, self._callback(topic, msgtype),
-                latched if topic in LATCHED else reliable, raw=True))
-
-    def matched(self) -> bool:
-        """Every subscription sees a publisher (lockstep: a message sent before is lost)."""
-        return bool(self._subs) and all(s.get_publisher_count() >= 1 for s in self._subs)
-
-    def _callback(self, topic: str, msgtype: str):
-        def on_message(data: bytes) -> None:
-            self.add(topic, msgtype, bytes(data))
-        return on_message
-
-    def add(self, topic: str, msgtype: str, data: bytes) -> None:
-        """Buffer one message if an episode is running (also the test entry point)."""
-        stamp = None if msgtype in UNSTAMPED else header_stamp_ns(data)
-        with self._lock:
-            if self._episode is None:
-                return
-            self._messages.append(Recorded(topic, msgtype, data, stamp, self._episode))
-            self._counts[(topic, self._episode)] += 1
-
-    def begin_episode(self, task: str, variation: int) -> int:
-        with self._lock:
-            self.episodes.append(EpisodeTag(len(self.episodes), task, variation))
-            self._episode = len(self.episodes) - 1
-            return self._episode
-
-    def stop(self) -> None:
-        with self._lock:
-            self._episode = None
-
-    def count(self, topic: str, episode: int | None = None) -> int:
-        """Messages of ``topic`` in ``episode`` (default: the running or last one)."""
-        with self._lock:
-            ep = len(self.episodes) - 1 if episode is None else episode
-            return self._counts[(topic, ep)]
-
-    def messages(self) -> list[Recorded]:
-        with self._lock:
-            return list(self._messages)
-
-    def totals(self) -> dict[str, int]:
-        with self._lock:
-            out: Counter[str] = Counter(m.topic for m in self._messages)
-        return {t: out[t] for t in self.topics}
 
 
 def bag_messages(recorded: Sequence[Recorded]) -> list[BufferedMessage]:

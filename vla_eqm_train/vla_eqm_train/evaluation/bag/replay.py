@@ -1,6 +1,6 @@
 """Offline bag replay: a recorded episode decoded tick by tick as the node would, deterministically.
 
-The episode comes from ``bags.read_episode``, i.e. through the shared decode path
+The episode comes from ``bags.read_episodes``, i.e. through the shared decode path
 (``vla_eqm_ros.decode.ObservationAssembler``) on the contract's control-period grid, with the
 recorded command as the label. Replay then runs the policy node's receding-horizon executor
 (``vla_eqm_ros.execution.RecedingHorizon``): decode at tick 0, execute ``execute_steps`` actions,
@@ -33,7 +33,7 @@ from vla_eqm_ros.execution import RecedingHorizon, guard_for_config
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.observation import Observation
 from vla_eqm_ros.policy import Policy
-from vla_eqm_train.data.bags import BagError, Episode, read_episode
+from vla_eqm_train.data.bags import BagError, Episode, read_episodes
 from vla_eqm_train.evaluation.bag.metrics import chunk_error, first_action_error
 
 PERIOD_TOLERANCE = 1e-6  # s: recorded vs contract control period
@@ -77,18 +77,19 @@ def settings_grid(decoder: str, taus: list[float], warm_starts: list[str],
 
 # ------------------------------------------------------------------------------ contract, bags
 
-def load_episode(bag: Path, contract: Contract) -> Episode:
-    """``read_episode`` plus the checks replay needs: not empty, recorded at the contract's rate."""
+def load_episodes(bag: Path, contract: Contract) -> list[Episode]:
+    """``read_episodes`` plus the checks replay needs: not empty, recorded at the contract's
+    rate."""
     bag = Path(bag)
     if not (bag / "metadata.yaml").is_file():
         raise BagError(bag, "-", "not a rosbag2 directory (no metadata.yaml)")
     _check_not_empty(bag)
-    episode = read_episode(bag, contract)
-    recorded = episode.info.get("control_period_s")
+    episodes = read_episodes(bag, contract)
+    recorded = episodes[0].info.get("control_period_s")
     if recorded is not None and abs(float(recorded) - contract.control_period) > PERIOD_TOLERANCE:
         raise BagError(bag, "-", f"contract mismatch: recorded at {float(recorded):g} s per step, "
                                  f"the contract's control period is {contract.control_period:g} s")
-    return episode
+    return episodes
 
 
 def _check_not_empty(bag: Path) -> None:
@@ -97,7 +98,7 @@ def _check_not_empty(bag: Path) -> None:
     try:
         with Reader(bag) as reader:
             count = reader.message_count
-    except Exception:  # unreadable: read_episode names the problem
+    except Exception:  # unreadable: read_episodes names the problem
         return
     if count == 0:
         raise BagError(bag, "-", "empty bag (no messages)")
@@ -174,7 +175,7 @@ def replay_episode(model: PI0EqMModel, base: PolicyConfig, episode: Episode,
     Raises whatever the policy raises (ValueError on a bad observation, RuntimeError on
     non-finite actions); the caller reports the (episode, setting) as failed.
     """
-    seed = episode_seed(episode.bag, setting.decoder)
+    seed = episode_seed(episode.name, setting.decoder)
     policy = make_policy(model, base, setting, seed)
     policy.reset()
     observations = episode_observations(episode, period)

@@ -4,7 +4,8 @@ Three views, each with its own alignment, all in the bag's time base:
 
 - commands, time-aligned: a live command received at bag time t is compared with the recorded
   command in force at t (the newest one stamped at or before t and younger than one control
-  period, the rule ``bags.read_episode`` labels with). Latency is part of this error, as on a robot.
+  period, the rule ``bags.read_episodes`` labels with). Latency is part of this error, as on a
+  robot.
 - chunks, observation-aligned: ``~/action_chunk`` carries the stamp of the observation it was
   decoded from, so row i is compared with the recorded command at stamp + i periods, exactly like
   offline replay (first action and whole chunk, masked at the episode end), paired with the
