@@ -37,6 +37,7 @@ image_transport does, so the node decodes, then resizes. The JSON names both (``
                                  [--trigger observation|timer] [--k-max N] [--execute-steps N]
                                  [--checkpoint DIR] [--control-rate HZ] [--param NAME:=VALUE]
                                  [--camera-size WxH] [--compressed]
+                                 [--executor single_threaded|multi_threaded]
 """
 
 from __future__ import annotations
@@ -317,8 +318,9 @@ def measure(robot: Robot, seconds: float, trigger: str) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """The options every node bench shares (this one and node_soak.py)."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--seconds", type=float, default=120.0, help="measurement window, s")
     p.add_argument("--trigger", choices=("observation", "timer"), default="observation")
     p.add_argument("--k-max", type=int, default=0, help="override the node's k_max (0 = ckpt)")
@@ -332,17 +334,32 @@ def main(argv: list[str] | None = None) -> int:
                    help="the node's execution mode (default: config/policy.yaml's)")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter, repeatable (e.g. gil_switch_interval_ms:=5)")
+    p.add_argument("--executor", choices=("single_threaded", "multi_threaded"),
+                   default=None, help="the node process's executor (default: the YAML's)")
     p.add_argument("--camera-size", default=None, metavar="WxH",
                    help="publish cameras at this size; the node resizes (e.g. 640x480)")
     p.add_argument("--compressed", action="store_true",
                    help="publish CompressedImage JPEG on <topic>/compressed")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser(__doc__.split("\n\n")[0]).parse_args(argv)
+    result = run_bench(args, lambda robot, node: measure(robot, args.seconds, args.trigger))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def run_bench(args: argparse.Namespace, measure_fn) -> dict:
+    """Start the robot and the node, ``measure_fn(robot, node_process)`` once the node decodes,
+    stop both; the JSON fields of the run (the settings plus what ``measure_fn`` returned)."""
     size = None
     if args.camera_size:
         try:
             w, h = (int(v) for v in args.camera_size.lower().split("x"))
         except ValueError:
-            p.error(f"--camera-size: expected WxH such as 640x480, got {args.camera_size!r}")
+            raise SystemExit(f"--camera-size: expected WxH such as 640x480, got "
+                             f"{args.camera_size!r}") from None
         size = (w, h)
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # loopback only, always
@@ -367,8 +384,10 @@ def main(argv: list[str] | None = None) -> int:
         # max ages of 1 s: the alignment pause must not read as stale input (holds)
         params = [f"trigger:={args.trigger}", "camera_max_age:=1.0", "state_max_age:=1.0",
                   f"control_rate_hz:={float(args.control_rate or args.rate)}",
-                  # the node's percentiles cover the measurement window, not the last 200 cycles
-                  f"diagnostics_window:={max(10, int(args.seconds * args.rate))}"]
+                  # the node's percentiles cover the measurement window, not the last 200 cycles:
+                  # 95 % of its cycles, so that the 1 Hz diagnostics never reach back into the
+                  # unfed alignment pause before it
+                  f"diagnostics_window:={max(10, int(0.95 * args.seconds * args.rate))}"]
         if args.k_max:
             params.append(f"k_max:={args.k_max}")
         if args.execute_steps:
@@ -378,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         params += override + args.param
         cmd = [sys.executable, "-c", "from vla_eqm_ros.nodes.bringup import main; main()",
                "--checkpoint", str(ckpt)] + [a for prm in params for a in ("--param", prm)]
+        if args.executor:
+            cmd += ["--executor", args.executor]
         log(f"checkpoint: {label}; node: {' '.join(params)}; domain {env['ROS_DOMAIN_ID']}")
         robot = Robot(contract, args.rate, size, args.compressed)
         jpeg_bytes = ({c: len(f) for c, f in robot._frames.items()} if args.compressed
@@ -394,9 +415,11 @@ def main(argv: list[str] | None = None) -> int:
                                         signal.SIGINT, signal.SIG_DFL))
             decoded = False
             try:
-                decoded = wait_until(lambda: len(robot.iterations) > 0, timeout=180, poll=0.05)
+                wait_until(lambda: len(robot.iterations) > 0 or node.poll() is not None,
+                           timeout=180, poll=0.05)
+                decoded = len(robot.iterations) > 0
                 if decoded:
-                    run = measure(robot, args.seconds, args.trigger)
+                    run = measure_fn(robot, node)
             finally:
                 node.send_signal(signal.SIGINT)
                 try:
@@ -419,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         "tau": cfg.solver.tau,
         "execute_steps": args.execute_steps or cfg.execute_steps,
         "execution": args.execution or "sync (node default)",
+        "executor": args.executor or "the YAML's (config/policy.yaml)",
         "control_rate_hz": float(args.control_rate or args.rate),
         "node_params": params,
         "seconds": args.seconds,
@@ -431,8 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{os.cpu_count()} CPU cores shared with other jobs; load average "
                    f"{os.getloadavg()[0]:.1f} at the end",
     }
-    print(json.dumps(result, indent=2))
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -194,6 +194,25 @@ def test_a_frame_whose_partner_never_catches_up_runs_after_max_wait() -> None:
     assert trig.ready(now=1.06)
 
 
+def test_a_frame_waits_a_quarter_period_for_its_state_not_only_the_stamp_skew() -> None:
+    """The node's wait: with the Meta-World contract's 1 ms skew as the wait, a 640x480 JPEG
+    frame (two 1.5 ms decodes before its joint state is taken) ran without its state and the
+    cycle acted on the previous frame."""
+    from vla_eqm_ros.nodes.policy_node import trigger_max_wait
+    from vla_eqm_ros.nodes.trigger import ObservationTrigger
+
+    assert trigger_max_wait(0.001, 20.0) == pytest.approx(0.0125)
+    assert trigger_max_wait(0.05, 20.0) == pytest.approx(0.05)  # never below the skew
+    trig = ObservationTrigger("corner", ["gripperPOV", "/joint_states"],
+                              max_wait=trigger_max_wait(0.001, 20.0))
+    trig.arrived("/joint_states", 1.00, received=1.001)
+    trig.arrived("corner", 1.05, received=1.0515)
+    trig.arrived("gripperPOV", 1.05, received=1.0545)  # 3 ms later: decoding the first
+    assert not trig.ready(now=1.0545), "ran without the frame's joint state"
+    trig.arrived("/joint_states", 1.05, received=1.0550)
+    assert trig.ready(now=1.0550)
+
+
 def test_frames_coalesced_during_a_cycle_count_as_dropped() -> None:
     from vla_eqm_ros.nodes.trigger import ObservationTrigger
 

@@ -108,3 +108,33 @@ def test_an_executor_that_simply_returns_while_running_is_a_death_too() -> None:
     spin.wait(5.0)
     assert spin.died and "returned while the process was still running" in spin.error
     assert held == [spin.error], "the hold hook ran with the cause"
+
+
+def test_the_executor_comes_from_the_yaml_or_the_flag_and_a_bad_name_is_refused() -> None:
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    from vla_eqm_ros.nodes import deployment
+
+    params = {"executor": "multi_threaded", "tau": 0.1}
+    assert deployment.split_settings(params).executor == "multi_threaded"
+    assert params == {"tau": 0.1}  # the node never sees it
+    assert deployment.split_settings({}).executor == "single_threaded"  # the default
+    with pytest.raises(ValueError, match="executor: expected one of"):
+        deployment.split_settings({"executor": "events"})
+    assert bringup.build_parser().parse_args(["--executor", "multi_threaded"]).executor \
+        == "multi_threaded"
+    kinds = {"single_threaded": SingleThreadedExecutor, "multi_threaded": MultiThreadedExecutor}
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        for name, cls in kinds.items():
+            executor = runtime.make_executor(name, context)
+            assert isinstance(executor, cls)
+            executor.shutdown()
+        with pytest.raises(ValueError, match="executor"):
+            runtime.make_executor("events", context)
+    finally:
+        rclpy.shutdown(context=context)

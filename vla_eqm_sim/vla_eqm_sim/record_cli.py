@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from vla_eqm_sim.instructions import INSTRUCTIONS
+from vla_eqm_sim.suites import add_suite_argument, expand
 
 
 def _split_list(values: list[str]) -> list[str]:
@@ -26,8 +27,10 @@ def _split_list(values: list[str]) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", nargs="+", required=True,
-                        help="Meta-World task names, comma or space separated")
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="Meta-World task names, comma or space separated (a suite name "
+                             "such as mt10 expands)")
+    add_suite_argument(parser)
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task and seed")
     parser.add_argument("--seeds", "--seed", nargs="+", default=["0"], dest="seeds",
                         help="variation-set seeds: metaworld.MT1(task, seed=S) (default 0)")
@@ -83,7 +86,15 @@ def run(args: argparse.Namespace) -> int:
     require_loopback()
     os.environ.setdefault("MUJOCO_GL", "osmesa")
     os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    tasks = _split_list(args.tasks)
+    try:
+        tasks = expand(args.tasks, args.suite)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not tasks:
+        print("error: name the tasks: --tasks T [T ...] or --suite mt50|mt10|easy|...",
+              file=sys.stderr)
+        return 2
     if args.cameras is None or args.image_size is None:  # defaults that compose with eval-bag
         from vla_eqm_sim.bringup import checkpoint_sim_params
 

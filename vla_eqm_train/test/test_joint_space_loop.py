@@ -107,7 +107,11 @@ def closed_loop(joint_checkpoint) -> dict[str, Any]:
 
     bridge = None
     try:
-        with InProcess(make_nodes, policy_node=lambda nodes: nodes[0]) as run:
+        # the lockstep bridge runs a whole trajectory per command, advancing sim time by several
+        # periods at once; on one thread the node's watchdog timer can run before the frames
+        # queued behind it and hold (docs/policy_node.md, "Executor"): a pool keeps them apart
+        with InProcess(make_nodes, policy_node=lambda nodes: nodes[0],
+                       executor="multi_threaded") as run:
             node, probe, bridge = run.nodes
             assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
             assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -121,11 +125,13 @@ def closed_loop(joint_checkpoint) -> dict[str, Any]:
             # quiet: the hold trajectory reached the probe, the bridge stepped through every
             # point it was sent (a chunk sent while deactivating is still being executed), and
             # the last step's joint state arrived too
-            assert wait_until(lambda: len(trajectories) == node.stats.solves + 1 and joint_states
+            ok = wait_until(lambda: len(trajectories) == node.stats.solves + 1 and joint_states
                               and bridge.backend.step_count
                               == sum(len(m.points) for m in trajectories)
                               and _step_of(joint_states[-1], bridge.backend.dt)
                               == bridge.backend.step_count, 10.0)
+            assert ok, {"holds": node.stats.holds, "trajectories": len(trajectories),
+                        "solves": node.stats.solves, "steps": bridge.backend.step_count}
             time.sleep(0.3)  # and nothing else arrives
             return {
                 "advanced": advanced, "steps": bridge.backend.step_count,

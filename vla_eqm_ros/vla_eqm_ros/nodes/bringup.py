@@ -1,12 +1,13 @@
 """Python bring-up: what ``ros2 launch vla_eqm_ros policy.launch.py`` does, without the ROS CLI.
 
 Starts the policy node with ``config/policy.yaml`` (and the sim bridge when asked and importable)
-in one process on a MultiThreadedExecutor, and drives configure + activate when autostart is on.
+in one process on the executor ``config/policy.yaml`` names (``executor``, single-threaded by
+default: ``runtime.make_executor``), and drives configure + activate when autostart is on.
 DDS must stay on loopback: bring-up refuses to start unless ROS_AUTOMATIC_DISCOVERY_RANGE is
 LOCALHOST (``--allow-network`` lifts that on a real robot network) and sets it when unset.
 
     bringup [--config PATH] [--checkpoint DIR] [--no-autostart] [--with-sim] [--seconds N]
-            [--param name:=value ...]
+            [--executor single_threaded|multi_threaded] [--param name:=value ...]
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=0.0, help="run this long, 0 = until Ctrl-C")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE")
     p.add_argument("--allow-network", action="store_true", help="allow non-loopback DDS")
+    p.add_argument("--executor", choices=deployment.EXECUTORS, default=None,
+                   help="executor for the process's nodes (overrides the YAML's)")
     return p
 
 
@@ -76,7 +79,8 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
         return nodes
 
     run = runtime.InProcess(make_nodes, threads=4, policy_node=lambda nodes: nodes[0],
-                            init_args=["bringup", *ros_args], allow_network=opts.allow_network)
+                            init_args=["bringup", *ros_args], allow_network=opts.allow_network,
+                            executor=opts.executor or settings.executor)
     return serve(run, autostart, opts.seconds, (ExternalShutdownException,))
 
 

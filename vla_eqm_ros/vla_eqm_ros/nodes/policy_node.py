@@ -44,6 +44,19 @@ from vla_eqm_ros.nodes.trigger import ObservationTrigger
 from vla_eqm_ros.observation import Observation
 
 
+def trigger_max_wait(max_skew: float, control_rate_hz: float) -> float:
+    """How long (s of receipt time) a frame waits for its partners before it runs without them.
+
+    A quarter of a control period, and never less than the contract's stamp skew. The skew
+    alone (1 ms for the Meta-World contract) was too short for a real feed: the messages of one
+    frame reach the node over a few milliseconds, more when each camera is a JPEG to decode
+    (1.5 ms at 640x480), so the cycle ran before the frame's joint state had arrived and acted on
+    the previous frame, 50 ms old (bench/node_latency.py --compressed). A partner that never
+    catches up costs at most this wait.
+    """
+    return max(float(max_skew), 0.25 / float(control_rate_hz))
+
+
 class PolicyNode(ManagedNode):
     """Lifecycle shell around ``vla_eqm_ros.policy.Policy``; see the module docstring."""
 
@@ -143,7 +156,8 @@ class PolicyNode(ManagedNode):
         trigger = None
         if parameters.read(self, "trigger") == "observation":
             names = self.hub.assembler.input_names
-            trigger = ObservationTrigger(names[0], names[1:], contract.alignment.max_skew)
+            trigger = ObservationTrigger(names[0], names[1:], trigger_max_wait(
+                contract.alignment.max_skew, parameters.read(self, "control_rate_hz")))
         self.loop = ControlLoop(policy, contract, self.hub, horizon, self.stats, self.ports,
                                 output_mode=output_mode, trigger=trigger,
                                 debug=bool(parameters.read(self, "publish_debug")))

@@ -205,8 +205,31 @@ def policy_hold_on_death(policy_node: Any, logger: Any) -> Callable[[str], None]
     return hook
 
 
+def make_executor(kind: str, context: Any, threads: int = 4) -> Any:
+    """The executor a bring-up spins its nodes on (``executor`` in config/policy.yaml).
+
+    ``single_threaded`` (the default): rclpy's SingleThreadedExecutor. Callbacks run one at a
+    time on one thread; the async solver has its own. On 2 cores it held 20 Hz with an e2e p99
+    of 23 ms where the multi-threaded pool reached 190-380 ms (bench/node_latency.py,
+    docs/policy_node.md "Executor"): four pool threads rebuilding wait sets in Python took more
+    than half of the interpreter's time from the solver. ``multi_threaded``: the Python
+    MultiThreadedExecutor with ``threads`` workers (the behaviour before; kept to compare).
+    rclpy's experimental EventsExecutor was tried and is not offered: it has no guard
+    conditions (the node's wake-up), and it deadlocked when the autostart thread created the
+    node's entities while it spun.
+    """
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    if kind == "single_threaded":
+        return SingleThreadedExecutor(context=context)
+    if kind == "multi_threaded":
+        return MultiThreadedExecutor(num_threads=threads, context=context)
+    raise ValueError(f"executor: expected single_threaded or multi_threaded, got {kind!r}")
+
+
 class InProcess:
-    """Context, nodes and a supervised multi-threaded executor, torn down in ``shut_down`` order.
+    """Context, nodes and a supervised executor (``make_executor``), torn down in ``shut_down``
+    order.
 
     ``make_nodes(context)`` returns the nodes to spin; ``policy_node`` (one of them, optional)
     gets the hold-on-death hook and the deactivate-first teardown.
@@ -218,8 +241,10 @@ class InProcess:
 
     def __init__(self, make_nodes: Callable[[Any], list[Any]], threads: int = 4,
                  policy_node: Callable[[list[Any]], Any] | None = None,
-                 init_args: list[str] | None = None, allow_network: bool = False) -> None:
+                 init_args: list[str] | None = None, allow_network: bool = False,
+                 executor: str = "single_threaded") -> None:
         self._make_nodes = make_nodes
+        self._executor_kind = executor
         self._allow_network = allow_network
         self._threads = threads
         self._pick_policy = policy_node
@@ -233,7 +258,6 @@ class InProcess:
     def __enter__(self) -> InProcess:
         import rclpy
         from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor
 
         require_loopback(self._allow_network)
         self.context = Context()
@@ -241,7 +265,7 @@ class InProcess:
         try:
             self.nodes = list(self._make_nodes(self.context))
             self.policy_node = self._pick_policy(self.nodes) if self._pick_policy else None
-            self.executor = MultiThreadedExecutor(num_threads=self._threads, context=self.context)
+            self.executor = make_executor(self._executor_kind, self.context, self._threads)
             for n in self.nodes:
                 self.executor.add_node(n)
             logger = rclpy.logging.get_logger("runtime")

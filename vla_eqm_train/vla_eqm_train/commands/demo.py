@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vla_eqm_sim.suites import add_suite_argument, expand
 from vla_eqm_train.demo.run import DEFAULT_SEED, run_demo
 
 # Parameters the demo owns: the lockstep loop needs trigger=observation, and the checkpoint has
@@ -24,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint directory (default: the shipped default_eqm)")
     parser.add_argument("--tasks", nargs="+", default=None,
-                        help="Meta-World tasks (default: the checkpoint's training tasks)")
+                        help="Meta-World tasks (default: the checkpoint's training tasks; a "
+                             "suite name such as mt10 expands)")
+    add_suite_argument(parser)
     parser.add_argument("--episodes", type=int, default=1, help="episodes per task")
     parser.add_argument("--max-steps", type=int, default=200, help="episode step limit")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="variation-set seed")
@@ -72,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     params = parse_params(args.param, args.execution)
     out = None if args.no_artifacts else (args.out or default_out_dir())
-    summary = run_demo(args.checkpoint, args.tasks, args.episodes, args.max_steps, args.seed,
+    try:
+        tasks = expand(args.tasks, args.suite) or None
+    except ValueError as exc:
+        raise SystemExit(f"demo: {exc}") from None
+    summary = run_demo(args.checkpoint, tasks, args.episodes, args.max_steps, args.seed,
                        params=params, out=out, progress=not args.no_progress,
                        gif_every=args.gif_every)
     summary["wall_s"] = round(time.monotonic() - t0, 1)

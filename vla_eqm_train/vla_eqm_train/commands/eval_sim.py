@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_eqm_sim.suites import add_suite_argument, expand
+
 DEFAULT_HELD_OUT_SEED = 1000
 
 
@@ -36,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint directory (default: the shipped default_eqm)")
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="Meta-World tasks, comma or space separated (default: the "
-                             "checkpoint's training tasks)")
+                             "checkpoint's training tasks; a suite name such as mt10 expands)")
+    add_suite_argument(parser)
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task")
     parser.add_argument("--seed", type=int, default=DEFAULT_HELD_OUT_SEED,
                         help="variation-set seed (held out: demos use seed 0)")
@@ -189,17 +192,18 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         from vla_eqm_ros.contract import Contract
         from vla_eqm_train.commands.dataset import DEFAULT_CONTRACT
 
-        if not args.tasks:
-            raise ValueError("--expert needs --tasks (or a --checkpoint to take them from)")
+        tasks = expand(args.tasks, args.suite)
+        if not tasks:
+            raise ValueError("--expert needs --tasks or --suite (or a --checkpoint to take "
+                             "them from)")
         config = None
         contract = Contract.from_yaml(args.contract or DEFAULT_CONTRACT).to_dict()
-        tasks = _split(args.tasks)
     else:
         config = load_config(checkpoint)
         if overrides:  # validate here, once, with the same code the workers use
             config = _apply_overrides(config, overrides)
         contract = config.contract
-        tasks = (_split(args.tasks) if args.tasks
+        tasks = (expand(args.tasks, args.suite) if args.tasks or args.suite
                  else list(config.provenance.get("dataset_tasks", [])))
     if not tasks:
         raise ValueError(f"{checkpoint} records no training tasks; pass --tasks")
@@ -243,10 +247,6 @@ def _apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     return config.replace(solver=dataclasses.replace(config.solver, **solver),
                           warm_start=dataclasses.replace(config.warm_start, **ws),
                           fm=dataclasses.replace(config.fm, **fm), **top)
-
-
-def _split(values: list[str]) -> list[str]:
-    return [v for item in values for v in item.split(",") if v]
 
 
 def _print_table(report: dict[str, Any]) -> None:

@@ -217,12 +217,7 @@ class _Source:
         if self.extra is not None and isinstance(self.extra.get("contract"), dict):
             d = dict(self.extra["contract"])
             d["cameras"] = [c for c in d.get("cameras") or [] if c.get("name") in self.cameras]
-            try:
-                contract = Contract.from_dict(d)
-            except ContractError as exc:
-                raise LeRobotError(f"{self.root / INFO_PATH}: {EXTRA_KEY}.contract: "
-                                   f"{exc}") from exc
-            origin = "stored"
+            origin, where = "stored", f"{EXTRA_KEY}.contract"
         else:
             lo, hi = self.action_range()
             margin = np.maximum(0.5 * (hi - lo), 1e-3)
@@ -239,12 +234,11 @@ class _Source:
                            "hold": [None] * self.action_dim},
                 "control_period": 1.0 / self.fps,
             }
-            try:
-                contract = Contract.from_dict(d)
-            except ContractError as exc:
-                raise LeRobotError(f"{self.root / INFO_PATH}: cannot build a contract from "
-                                   f"the features: {exc}") from exc
-            origin = "built from the features"
+            origin, where = "built from the features", "cannot build a contract from the features"
+        try:
+            contract = Contract.from_dict(d)
+        except ContractError as exc:
+            raise LeRobotError(f"{self.root / INFO_PATH}: {where}: {exc}") from exc
         got = {c.name: (c.height, c.width) for c in contract.cameras}
         if got != self.hw:
             raise LeRobotError(f"{self.root / INFO_PATH}: the stored contract's cameras {got} "
