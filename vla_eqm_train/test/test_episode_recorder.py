@@ -167,3 +167,17 @@ def test_a_missing_contract_is_one_line_and_exit_code_2(ros_env, tmp_path):
         env=ros_env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "cannot read contract" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_extra_topics_name_a_known_type_or_the_start_says_why() -> None:
+    from vla_eqm_ros.contract import ContractError
+    from vla_eqm_train.episode_recorder_node import contract_topics
+
+    contract = Contract.from_dict(CONTRACT)
+    topics = contract_topics(contract, ["/diagnostics=diagnostic_msgs/msg/DiagnosticArray"])
+    assert topics["/diagnostics"] == "diagnostic_msgs/msg/DiagnosticArray"
+    assert topics[COMMAND] == "std_msgs/msg/Float64MultiArray" and WRIST in topics
+    with pytest.raises(ContractError, match="expected 'topic=pkg/msg/Type'"):
+        contract_topics(contract, ["/tf"])
+    with pytest.raises(ContractError, match="not a ROS 2 Jazzy or vla_eqm_msgs type"):
+        contract_topics(contract, ["/x=acme_msgs/msg/Gripper"])
