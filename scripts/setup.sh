@@ -23,7 +23,10 @@ fresh() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 mark() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
 
 # --- 1. Debian packages for the offscreen renderer ------------------------------------------------
-have_osmesa() { ldconfig -p 2>/dev/null | grep -q 'libOSMesa\.so' && ldconfig -p 2>/dev/null | grep -q 'libGL\.so\.1'; }
+# ldconfig's listing is read whole before grep: with pipefail, `ldconfig -p | grep -q` fails now and
+# then (grep exits at the first match, ldconfig gets SIGPIPE, the pipeline returns 141)
+have_osmesa() { local libs; libs="$(ldconfig -p 2>/dev/null)"
+  grep -q 'libOSMesa\.so' <<<"$libs" && grep -q 'libGL\.so\.1' <<<"$libs"; }
 if ! have_osmesa; then
   APT_CMD="apt-get update && apt-get install -y --no-install-recommends libosmesa6 libgl1"
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
