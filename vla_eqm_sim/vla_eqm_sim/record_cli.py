@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from vla_eqm_sim.instructions import INSTRUCTIONS
-from vla_eqm_sim.suites import add_suite_argument, expand
+from vla_eqm_sim.suites import add_task_arguments, expand
 
 
 def _split_list(values: list[str]) -> list[str]:
@@ -27,10 +27,7 @@ def _split_list(values: list[str]) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", nargs="+", default=None,
-                        help="Meta-World task names, comma or space separated (a suite name "
-                             "such as mt10 expands)")
-    add_suite_argument(parser)
+    add_task_arguments(parser)
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task and seed")
     parser.add_argument("--seeds", "--seed", nargs="+", default=["0"], dest="seeds",
                         help="variation-set seeds: metaworld.MT1(task, seed=S) (default 0)")

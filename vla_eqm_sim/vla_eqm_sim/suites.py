@@ -69,7 +69,12 @@ def expand(tasks: list[str] | None, suites: list[str] | None = None) -> list[str
     return out
 
 
-def add_suite_argument(parser: argparse.ArgumentParser) -> None:
+def add_task_arguments(parser: argparse.ArgumentParser, default: str = "") -> None:
+    """``--tasks`` and ``--suite``, the same on every command that takes a task list (read them
+    with ``expand(args.tasks, args.suite)``); ``default`` says what neither means."""
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="Meta-World tasks, comma or space separated (a suite name such as "
+                             "mt10 expands)" + (f"; default: {default}" if default else ""))
     parser.add_argument("--suite", nargs="+", choices=SUITES, default=None,
                         help="Meta-World suite(s): mt50, mt10 or an MT50 difficulty group "
                              "(config/metaworld_suites.yaml); adds to --tasks")

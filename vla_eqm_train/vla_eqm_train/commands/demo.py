@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vla_eqm_sim.suites import add_suite_argument, expand
+from vla_eqm_sim.suites import add_task_arguments, expand
 from vla_eqm_train.demo.run import DEFAULT_SEED, run_demo
 
 # Parameters the demo owns: the lockstep loop needs trigger=observation, and the checkpoint has
@@ -24,10 +24,7 @@ RESERVED_PARAMS = ("checkpoint", "trigger")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint directory (default: the shipped default_eqm)")
-    parser.add_argument("--tasks", nargs="+", default=None,
-                        help="Meta-World tasks (default: the checkpoint's training tasks; a "
-                             "suite name such as mt10 expands)")
-    add_suite_argument(parser)
+    add_task_arguments(parser, "the checkpoint's training tasks")
     parser.add_argument("--episodes", type=int, default=1, help="episodes per task")
     parser.add_argument("--max-steps", type=int, default=200, help="episode step limit")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="variation-set seed")

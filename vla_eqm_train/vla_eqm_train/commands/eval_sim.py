@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_eqm_sim.suites import add_suite_argument, expand
+from vla_eqm_sim.suites import add_task_arguments, expand
 
 DEFAULT_HELD_OUT_SEED = 1000
 
@@ -36,10 +36,7 @@ DEFAULT_HELD_OUT_SEED = 1000
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint directory (default: the shipped default_eqm)")
-    parser.add_argument("--tasks", nargs="+", default=None,
-                        help="Meta-World tasks, comma or space separated (default: the "
-                             "checkpoint's training tasks; a suite name such as mt10 expands)")
-    add_suite_argument(parser)
+    add_task_arguments(parser, "the checkpoint's training tasks")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task")
     parser.add_argument("--seed", type=int, default=DEFAULT_HELD_OUT_SEED,
                         help="variation-set seed (held out: demos use seed 0)")

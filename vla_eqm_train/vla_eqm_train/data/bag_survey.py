@@ -205,7 +205,6 @@ def check(bag: Path, contract: Any) -> dict[str, Any]:
         used.add(contract.episodes.marker)
     surveyed = survey(bag)
     topics = [t for t in surveyed if t.topic in used]
-    reference = contract.camera_names[0] if contract.cameras else contract.state[0].topic
     skew = {}
     for name, values in stats.skew_s.items():
         a = np.abs(np.asarray(values))
@@ -217,7 +216,7 @@ def check(bag: Path, contract: Any) -> dict[str, Any]:
         "topics": [{"topic": t.topic, "type": t.msgtype, "count": t.count, "rate_hz": t.rate_hz,
                     "max_gap_s": t.max_gap_s} for t in topics],
         "unused_topics": sorted({t.topic for t in surveyed} - used),
-        "reference": reference,
+        "reference": stats.reference,
         "skew_vs_reference": skew,
         "ticks": stats.ticks,
         "dropped_ticks": dict(stats.dropped.most_common()),

@@ -98,6 +98,7 @@ class ConversionStats:
     skew_s: dict[str, list[float]] = field(default_factory=dict)  # input -> stamp - reference
     windows: int = 0
     empty_windows: int = 0
+    reference: str = ""  # the input the skew is measured against (the assembler's first)
 
     def drop(self, reason: str) -> None:
         self.dropped[re.sub(r"[+-]?\d+(\.\d+)?", "#", re.sub(r"\s*\([^)]*\)", "", reason))] += 1
@@ -126,7 +127,7 @@ class _Cutter:
     def __init__(self, contract: Contract, windows: list[Window], stats: ConversionStats) -> None:
         self.contract, self.windows, self.stats = contract, windows, stats
         self.assembler = ObservationAssembler(contract, history=8)
-        self.reference = self.assembler.input_names[0]
+        self.reference = stats.reference = self.assembler.input_names[0]
         self.period_ns = int(round(contract.control_period * 1e9))
         self.w = 0  # the window being filled
         self.command: np.ndarray | None = None
