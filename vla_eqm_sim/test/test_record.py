@@ -95,10 +95,14 @@ def test_metadata_agrees_in_custom_data_the_episode_info_message_and_the_sidecar
 
 def test_failed_expert_episodes_are_kept_and_labelled_or_set_aside_with_success_only(tmp_path):
     rc = vla_eqm([
-        "record", "--tasks", "drawer-open-v3", "--episodes", "2", "--out", str(tmp_path),
-        "--image-size", "32", "--max-steps", "8", "--no-progress", "--success-only",
+        "record", "--tasks", "drawer-open-v3", "--episodes", "1", "--max-attempts", "2",
+        "--out", str(tmp_path), "--image-size", "32", "--max-steps", "8", "--no-progress",
+        "--success-only",
     ])
     assert rc == 0
+    summary = json.loads((tmp_path / "record_summary.json").read_text())
+    assert summary["short"] == {"drawer-open-v3": 0}  # listed, not hidden
+    assert summary["tasks"]["drawer-open-v3"]["attempts"] == 2
     failed = sorted((tmp_path / "failed").glob("*.json"))
     assert [p.name for p in failed] == ["drawer-open-v3__var00__seed0.json",
                                         "drawer-open-v3__var01__seed0.json"]
@@ -114,10 +118,20 @@ def _read_failure(bag: Path):
         return dict(reader.storage.metadata.custom or {}), reader.message_count
 
 
-def test_record_refuses_to_overwrite_existing_bags_and_rejects_unknown_tasks(recorded, capsys):
-    out, _ = recorded
+def test_a_rerun_records_nothing_it_has_and_other_settings_are_refused(recorded, capsys):
+    out, meta = recorded
+    before = sidecar_path(out / "button-press-v3__var00__seed0").stat().st_mtime_ns
+    assert vla_eqm(["record", "--tasks", "button-press-v3", "--episodes", "1", "--out", str(out),
+                    "--cameras", "corner,gripperPOV", "--image-size", "64", "--max-steps", "120",
+                    "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["episodes"] == 0 and report["totals"]["successes"] == 1
+    assert sidecar_path(out / "button-press-v3__var00__seed0").stat().st_mtime_ns == before
     assert vla_eqm(["record", "--tasks", "button-press-v3", "--episodes", "1",
-                    "--out", str(out)]) == 2
-    assert "exist already" in capsys.readouterr().err
+                    "--out", str(out)]) == 2  # default cameras and size differ from the bags'
+    assert "other settings" in capsys.readouterr().err
     assert vla_eqm(["record", "--tasks", "no-such-task-v3", "--out", str(out)]) == 2
     assert "unknown task" in capsys.readouterr().err
+    assert vla_eqm(["record", "--tasks", "reach-v3", "--episodes", "3", "--max-attempts", "2",
+                    "--out", str(out)]) == 2
+    assert "--max-attempts" in capsys.readouterr().err

@@ -18,7 +18,8 @@ from typing import Any
 from vla_eqm_ros.nodes.runtime import load_params
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "sim_bridge.yaml"
-FALLBACK = {"cameras": ["corner"], "image_size": 96, "task": "button-press-v3"}
+FALLBACK = {"cameras": ["corner"], "image_size": 96, "task": "button-press-v3",
+            "image_transport": "raw"}
 
 
 def bridge_image_size(contract: Any) -> int | None:
@@ -31,8 +32,15 @@ def bridge_image_size(contract: Any) -> int | None:
     return height if height == width else None
 
 
+def bridge_image_transport(contract: Any) -> str | None:
+    """The one transport (raw | compressed) the contract's cameras read, or None when mixed."""
+    transports = {c.transport for c in contract.cameras}
+    return next(iter(transports)) if len(transports) == 1 else None
+
+
 def checkpoint_sim_params(checkpoint: str | Path | None = None) -> dict[str, Any]:
-    """cameras, image_size and task that the checkpoint (None: the shipped default) needs.
+    """cameras, image_size, image_transport and task that the checkpoint (None: the shipped
+    default) needs.
 
     Falls back to ``FALLBACK`` for what the checkpoint cannot say (no contract, non-square or
     mixed camera sizes, no recorded training tasks), naming nothing it would have to guess.
@@ -52,6 +60,9 @@ def checkpoint_sim_params(checkpoint: str | Path | None = None) -> dict[str, Any
     if size is not None:
         out["cameras"] = list(contract.camera_names)
         out["image_size"] = size
+    transport = bridge_image_transport(contract)
+    if transport is not None:
+        out["image_transport"] = transport
     tasks = list(cfg.provenance.get("dataset_tasks") or [])
     if tasks:
         out["task"] = tasks[0]

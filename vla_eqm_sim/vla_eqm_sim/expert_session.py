@@ -61,14 +61,21 @@ class RecordingSession:
         max_steps: int = 500,
         control_mode: str = "cartesian",
         stall_timeout_s: float = 20.0,
+        image_transport: str = "raw",
+        jpeg_quality: int = 90,
+        log_level: str = "info",
     ) -> None:
+        """``log_level``: the nodes' rclpy log level (workers pass ``warn``: one line per reset
+        from N processes would bury the progress bar)."""
         self.cameras = list(cameras)
         self.image_size = image_size
         self.max_steps = max_steps
         self.control_mode = control_mode
+        self.image_transport = image_transport
+        self.jpeg_quality = jpeg_quality
         self.stall_timeout_s = stall_timeout_s
         self.context = Context()
-        rclpy.init(context=self.context)
+        rclpy.init(args=["--ros-args", "--log-level", log_level], context=self.context)
         try:
             self.bridge = SimBridge(
                 context=self.context,
@@ -80,13 +87,15 @@ class RecordingSession:
                     Parameter("max_steps", value=max_steps),
                     Parameter("control_mode", value=control_mode),
                     Parameter("reliable_images", value=True),
+                    Parameter("image_transport", value=image_transport),
+                    Parameter("jpeg_quality", value=jpeg_quality),
                 ],
             )
             self.expert = ExpertNode(
                 context=self.context,
                 parameter_overrides=[Parameter("control_mode", value=control_mode)],
             )
-            self.recorder = RecorderNode(self.cameras, context=self.context)
+            self.recorder = RecorderNode(self.cameras, image_transport, context=self.context)
             self._reset_client = self.recorder.create_client(ResetEpisode, "/sim/reset")
             self.executor = SingleThreadedExecutor(context=self.context)
             for node in (self.bridge, self.expert, self.recorder):
@@ -151,6 +160,9 @@ class RecordingSession:
             "control_period_s": float(backend.dt),
             "cameras": self.cameras,
             "image_size": self.image_size,
+            "image_transport": self.image_transport,
+            **({"jpeg_quality": self.jpeg_quality} if self.image_transport == "compressed"
+               else {}),
             "backend": self.bridge.params.backend,
             "expert": "metaworld.policies scripted expert"
             + (" through damped-least-squares IK" if self.control_mode == "joint" else ""),

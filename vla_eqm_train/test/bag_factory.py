@@ -45,8 +45,9 @@ def command_of(k: int) -> list[float]:
 def write_bag(path: Path, steps: int, *, goal: str = "press the button", task: str = "t",
               image_size: int = SIZE, skip_topics: tuple[str, ...] = (),
               image_type: str = "sensor_msgs/msg/Image", success: bool = True,
-              compressed_fill: bool = False) -> Path:
-    """An episode of ``steps`` commands and ``steps + 1`` observations (lockstep layout)."""
+              compressed_fill: bool = False, textured: bool = False) -> Path:
+    """An episode of ``steps`` commands and ``steps + 1`` observations (lockstep layout).
+    ``textured``: frames of seeded random pixels instead of black (gradients a conv can use)."""
     store = make_typestore()
     T = store.types
     msgs: list[BufferedMessage] = []
@@ -65,7 +66,9 @@ def write_bag(path: Path, steps: int, *, goal: str = "press the button", task: s
     add("/language_goal", "std_msgs/msg/String", T0_NS, T["std_msgs/msg/String"](data=goal), True)
     for k in range(steps + 1):
         ns = T0_NS + k * PERIOD_NS
-        pixels = np.zeros((image_size, image_size, 3), np.uint8)
+        pixels = (np.random.default_rng(k).integers(0, 256, (image_size, image_size, 3),
+                                                    dtype=np.uint8) if textured
+                  else np.zeros((image_size, image_size, 3), np.uint8))
         pixels[0, 0, 0] = k
         if image_type == "sensor_msgs/msg/CompressedImage":  # as image_transport records it
             from vla_eqm_ros.images import encode_compressed

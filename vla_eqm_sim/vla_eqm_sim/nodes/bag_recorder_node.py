@@ -18,7 +18,7 @@ import collections
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 
 from vla_eqm_msgs.msg import EpisodeStatus
@@ -29,9 +29,14 @@ from vla_eqm_sim.bag_writer import BufferedMessage, header_stamp_ns
 class RecorderNode(Node):
     """Buffers the recorded topics between ``start_episode`` and ``take_episode``."""
 
-    def __init__(self, cameras: list[str], **node_kwargs) -> None:
+    def __init__(self, cameras: list[str], image_transport: str = "raw", **node_kwargs) -> None:
+        """``image_transport``: ``raw`` records ``/camera/<c>/image_raw``; ``compressed`` records
+        ``/camera/<c>/image_raw/compressed`` (the bytes the camera sent, as on a robot)."""
         super().__init__("episode_recorder", **node_kwargs)
         self.cameras = list(cameras)
+        compressed = image_transport == "compressed"
+        image = ((CompressedImage, "sensor_msgs/msg/CompressedImage", "/compressed") if compressed
+                 else (Image, "sensor_msgs/msg/Image", ""))
         reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(
             depth=1,
@@ -39,10 +44,7 @@ class RecorderNode(Node):
             durability=DurabilityPolicy.TRANSIENT_LOCAL,
         )
         self._stamped: dict[str, tuple[type, str]] = {
-            **{
-                f"/camera/{cam}/image_raw": (Image, "sensor_msgs/msg/Image")
-                for cam in self.cameras
-            },
+            **{f"/camera/{cam}/image_raw{image[2]}": image[:2] for cam in self.cameras},
             "/joint_states": (JointState, "sensor_msgs/msg/JointState"),
             "/ee_pose": (PoseStamped, "geometry_msgs/msg/PoseStamped"),
             "/episode_status": (EpisodeStatus, "vla_eqm_msgs/msg/EpisodeStatus"),

@@ -14,6 +14,7 @@ from rclpy.node import Node
 from vla_eqm_sim.backend import CONTROL_MODES
 
 CLOCK_MODES = ("realtime", "lockstep")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class BridgeParams:
     seed: int
     cameras: list[str]
     image_size: int
+    image_transport: str
+    jpeg_quality: int
     control_rate_hz: float
     clock_mode: str
     control_mode: str
@@ -52,6 +55,10 @@ _TABLE: dict[str, tuple] = {
              (0, 2**31 - 1), None),
     "cameras": (["corner"], "cameras to publish on camera/<name>/image_raw", True, None, None),
     "image_size": (96, "square image side in pixels", True, (16, 480), None),
+    "image_transport": ("raw", "raw (sensor_msgs/Image on camera/<name>/image_raw) | compressed "
+                        "(JPEG CompressedImage on camera/<name>/image_raw/compressed, as "
+                        "image_transport's compressed publisher)", True, None, None),
+    "jpeg_quality": (90, "JPEG quality of the compressed transport", True, (1, 100), None),
     "control_rate_hz": (
         20.0, "realtime mode: steps per wall-clock second (one step = 12.5 ms sim for Meta-World)",
         True, None, (1.0, 200.0),
@@ -88,6 +95,8 @@ def declare_bridge_params(node: Node) -> BridgeParams:
         raise ValueError(f"clock_mode {params.clock_mode!r} not in {CLOCK_MODES}")
     if params.control_mode not in CONTROL_MODES:
         raise ValueError(f"control_mode {params.control_mode!r} not in {CONTROL_MODES}")
+    if params.image_transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f"image_transport {params.image_transport!r} not in {IMAGE_TRANSPORTS}")
     if not params.cameras:
         raise ValueError("cameras must name at least one camera")
     return params

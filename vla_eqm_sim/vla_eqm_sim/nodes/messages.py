@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, Header, MultiArrayDimension
 
+from vla_eqm_ros.images import encode_compressed
 from vla_eqm_sim.backend import EpisodeId, StepResult
 
 WORLD_FRAME = "world"
@@ -42,6 +43,19 @@ def image_msg(frame: np.ndarray, stamp: Time, camera: str) -> Image:
     msg.is_bigendian = 0
     msg.step = width * 3
     msg.data = np.ascontiguousarray(frame).tobytes()
+    return msg
+
+
+def compressed_image_msg(frame: np.ndarray, stamp: Time, camera: str,
+                         quality: int = 90) -> CompressedImage:
+    """A JPEG CompressedImage as image_transport's compressed publisher sends it (format
+    ``rgb8; jpeg compressed bgr8``), so sim bags and live topics look like a robot camera's."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    msg = CompressedImage()
+    msg.header = Header(stamp=stamp, frame_id=camera_frame_id(camera))
+    msg.format = "rgb8; jpeg compressed bgr8"
+    msg.data = encode_compressed(frame, "jpeg", quality)
     return msg
 
 

@@ -28,7 +28,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
@@ -93,8 +93,11 @@ class SimBridge(Node):
         for cam in p.cameras:
             if cam not in self.backend.cameras:
                 raise ValueError(f"unknown camera {cam!r}; known: {self.backend.cameras}")
+        compressed = p.image_transport == "compressed"
         self._image_pubs = {
-            cam: self.create_publisher(Image, f"camera/{cam}/image_raw", image_qos)
+            cam: self.create_publisher(
+                CompressedImage if compressed else Image,
+                f"camera/{cam}/image_raw" + ("/compressed" if compressed else ""), image_qos)
             for cam in p.cameras
         }
         self._joint_pub = self.create_publisher(JointState, "joint_states", reliable)
@@ -122,7 +125,7 @@ class SimBridge(Node):
         self.get_logger().info(
             f"{p.backend}:{self.backend.episode.task} variation {self.backend.episode.variation} "
             f"seed {self.backend.episode.seed}, {p.clock_mode} mode, cameras {p.cameras} "
-            f"at {p.image_size}px"
+            f"at {p.image_size}px ({p.image_transport})"
         )
 
     # --- introspection (recorder, tests, bench) -------------------------------------------------
@@ -311,7 +314,11 @@ class SimBridge(Node):
         frames = self.backend.render(p.cameras, (p.image_size, p.image_size))
         t1 = time.perf_counter()
         for cam, frame in frames.items():
-            self._image_pubs[cam].publish(messages.image_msg(frame, stamp, cam))
+            if p.image_transport == "compressed":
+                msg = messages.compressed_image_msg(frame, stamp, cam, p.jpeg_quality)
+            else:
+                msg = messages.image_msg(frame, stamp, cam)
+            self._image_pubs[cam].publish(msg)
         b = self.backend
         joints = messages.joint_state_msg(
             b.joint_names, b.joint_positions(), b.joint_velocities(), stamp

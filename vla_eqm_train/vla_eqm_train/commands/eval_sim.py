@@ -79,12 +79,10 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
 def plan(tasks: list[str], episodes: int, seed: int, variation_start: int = 0
          ) -> list[list[Any]]:
     """[task, variation, seed] per episode; past 50 variations the next seed's set is used."""
-    out = []
-    for task in tasks:
-        for i in range(episodes):
-            v = variation_start + i
-            out.append([task, v % 50, seed + v // 50])
-    return out
+    from vla_eqm_sim.record_worker import variation_of
+
+    return [[task, *variation_of(variation_start + i, seed)] for task in tasks
+            for i in range(episodes)]
 
 
 def _percentile(values: list[float], q: float) -> float | None:

@@ -5,10 +5,16 @@ rows are padding (``dataset.ChunkDataset``), and regressing them would teach the
 moving at random moments. This module computes the same EqM / FM losses from the core's own
 objective functions (``vla_eqm_ros.objectives``: interpolant, target, time sampling) with the
 padded rows masked out. With an all-true mask it equals the core's loss for the same noise.
+
+Multi-process training slices one global batch: every rank draws the random numbers of the whole
+batch (``draw_noise``, the same generator state on every rank) and keeps its rows, and the loss is
+normalized by the global count of valid rows (``denom``). So N ranks at batch B/N compute the
+gradient one process computes at batch B, up to float32 summation order.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,11 +30,44 @@ from vla_eqm_ros.objectives import (
 )
 
 
-def masked_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean of (pred - target)^2 over valid rows only; pred/target (B, H, d), mask (B, H)."""
+def masked_weight(mask: Tensor, action_dim: int) -> Tensor:
+    """The number of regressed values: valid rows times the action dimension."""
+    return mask.to(torch.float32).sum() * action_dim
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, denom: Tensor | None = None
+               ) -> Tensor:
+    """Mean of (pred - target)^2 over valid rows only; pred/target (B, H, d), mask (B, H).
+    ``denom``: divide by this count instead of the local one (a slice of a global batch)."""
     weight = mask.to(pred.dtype).unsqueeze(-1)  # (B, H, 1)
-    denom = (weight.sum() * pred.shape[-1]).clamp_min(1.0)
-    return (((pred - target) ** 2) * weight).sum() / denom
+    if denom is None:
+        denom = weight.sum() * pred.shape[-1]
+    return (((pred - target) ** 2) * weight).sum() / denom.clamp_min(1.0)
+
+
+@dataclass(frozen=True)
+class NoiseDraws:
+    """The noise and the noise level (gamma for EqM, t for FM) of every row of a batch, in the
+    order the rows are built: sample i owns rows i * repeats ... (i + 1) * repeats - 1."""
+
+    noise: Tensor  # (B * repeats, H, d)
+    level: Tensor  # (B * repeats,)
+
+    def samples(self, start: int, stop: int, repeats: int) -> NoiseDraws:
+        """The draws of samples start..stop-1 (a rank's share of a global batch)."""
+        return NoiseDraws(self.noise[start * repeats:stop * repeats],
+                          self.level[start * repeats:stop * repeats])
+
+
+def draw_noise(rows: int, horizon: int, action_dim: int, config: Any,
+               generator: torch.Generator | None = None) -> NoiseDraws:
+    """Noise then level, on the CPU generator (a run is reproducible on any device)."""
+    noise = torch.randn((rows, horizon, action_dim), generator=generator)
+    if config.decoder == "eqm":
+        level = torch.rand((rows,), generator=generator)
+    else:
+        level = fm_sample_time(rows, config.fm, generator=generator)
+    return NoiseDraws(noise, level)
 
 
 class MaskedObjective(nn.Module):
@@ -40,7 +79,10 @@ class MaskedObjective(nn.Module):
         self.repeats = int(repeats)
 
     def forward(self, batch: dict[str, Any], mask: Tensor,
-                generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+                generator: torch.Generator | None = None, draws: NoiseDraws | None = None,
+                denom: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """``draws``: this batch's noise (default: drawn from ``generator``); ``denom``: the
+        global count of regressed values when this batch is one rank's slice."""
         model = self.model
         dev = model.expert.pos.device
         actions = model.action_normalizer.normalize(
@@ -51,16 +93,16 @@ class MaskedObjective(nn.Module):
             index = torch.arange(actions.shape[0], device=dev).repeat_interleave(self.repeats)
             actions, mask = actions[index], mask[index]  # (B * repeats, H, d), (B * repeats, H)
             prefix = Prefix(kv=prefix.kv.select(index), tokens=prefix.tokens[index])
-        # Noise is drawn on the CPU generator and moved, so a run is reproducible on any device.
-        noise = torch.randn(actions.shape, generator=generator).to(dev)
         cfg = model.config
+        if draws is None:
+            draws = draw_noise(actions.shape[0], actions.shape[1], actions.shape[2], cfg,
+                               generator)
+        noise, level = draws.noise.to(dev), draws.level.to(dev)
         if cfg.decoder == "eqm":
-            gamma = torch.rand((actions.shape[0],), generator=generator).to(dev)
-            pred = model.field(eqm_interpolant(actions, noise, gamma), prefix)
-            target = eqm_target(actions, noise, gamma, cfg.eqm)
+            pred = model.field(eqm_interpolant(actions, noise, level), prefix)
+            target = eqm_target(actions, noise, level, cfg.eqm)
         else:
-            t = fm_sample_time(actions.shape[0], cfg.fm, generator=generator).to(dev)
-            pred = model.field(fm_interpolant(actions, noise, t), prefix, t)
+            pred = model.field(fm_interpolant(actions, noise, level), prefix, level)
             target = fm_target(actions, noise)
-        loss = masked_mse(pred, target, mask)
+        loss = masked_mse(pred, target, mask, None if denom is None else denom.to(dev))
         return loss, {"loss": float(loss.detach()), "valid_rows": float(mask.float().mean())}

@@ -7,8 +7,12 @@ EMA, optimizer, schedule, step, loss history and every RNG state (loaded with
 format (``vla_eqm_ros.checkpoint``) holding the EMA weights, with provenance: dataset hash, the
 training config, the source commit and the environment.
 
-Multi-GPU / multi-process runs go through ``torchrun`` and torch's ``DistributedDataParallel``:
-when ``WORLD_SIZE`` > 1 each rank draws its own batches (seed + rank) and rank 0 writes.
+Multi-GPU / multi-process runs go through ``torchrun`` and torch's ``DistributedDataParallel``
+(gloo on CPU, NCCL on GPUs). ``batch_size`` is the global batch: every rank keeps the same random
+state, draws the whole batch's positions, shifts and noise, and trains on its 1/N slice, with the
+loss normalized by the global count of valid rows. So N ranks reach the parameters one process
+reaches at the same ``batch_size`` (up to float32 summation order; tested), a resumed run is
+exact on every rank, and rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -30,12 +34,17 @@ from vla_eqm_ros.checkpoint import save_checkpoint
 from vla_eqm_ros.config import CameraConfig, PolicyConfig, get_preset
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.solvers import eqm_solve, fm_integrate
-from vla_eqm_train.data.augment import random_shift
+from vla_eqm_train.data.augment import random_shift, shift_offsets
 from vla_eqm_train.data.dataset import ChunkDataset, ChunkSample
 from vla_eqm_train.data.provenance import environment, git_commit
 from vla_eqm_train.training.config import TrainConfig
 from vla_eqm_train.training.curves import plot_curves
-from vla_eqm_train.training.objective import MaskedObjective
+from vla_eqm_train.training.objective import (
+    MaskedObjective,
+    NoiseDraws,
+    draw_noise,
+    masked_weight,
+)
 
 STATE_FILE = "train_state.pt"
 
@@ -104,7 +113,13 @@ class Trainer:
             torch.cuda.set_device(self.device)
         else:
             self.device = torch.device("cpu")
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} does not split over {self.world} "
+                             "processes (it is the global batch)")
         if self.world > 1 and not torch.distributed.is_initialized():
+            if not want_cuda and os.environ.get("MASTER_ADDR", "127.0.0.1") in (
+                    "127.0.0.1", "localhost", "::1"):
+                os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one machine: loopback only
             torch.distributed.init_process_group("nccl" if want_cuda else "gloo")
         self.train_data = ChunkDataset(cfg.dataset, horizon=1, split="train")
         self.policy_config = policy_config_for(cfg, self.train_data)
@@ -133,8 +148,9 @@ class Trainer:
             self.optimizer,
             lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
         self.ema = AveragedModel(self.model, avg_fn=_ema_avg(cfg.ema_decay), use_buffers=True)
-        self.rng = np.random.default_rng(cfg.seed + 1000 * self.rank)
-        self.gen = torch.Generator().manual_seed(cfg.seed + 1000 * self.rank + 1)
+        # The same streams on every rank: each draws the global batch and keeps its slice.
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
         self.history: dict[str, list[list[float]]] = {"train_loss": [], "val_loss": [],
                                                       "val_decode_mse": []}
@@ -144,12 +160,16 @@ class Trainer:
             self.load_state()
 
     # ------------------------------------------------------------------------------ batches
-    def _to_batch(self, chunk: ChunkSample, augment: bool, model: PI0EqMModel) -> dict[str, Any]:
+    def _to_batch(self, chunk: ChunkSample, augment: bool, model: PI0EqMModel,
+                  shifts: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+                  ) -> dict[str, Any]:
+        """``shifts``: per camera, this batch's random-shift offsets (default: drawn here)."""
         images = {}
         for cam, arr in chunk.images.items():
             t = torch.from_numpy(np.ascontiguousarray(arr))
             if augment and self.cfg.shift_pad > 0:
-                t = random_shift(t, self.cfg.shift_pad, self.gen)
+                t = random_shift(t, self.cfg.shift_pad, self.gen,
+                                 None if shifts is None else shifts[cam])
             images[cam] = t.to(self.device)
         batch: dict[str, Any] = {"images": images,
                                  "state": torch.from_numpy(chunk.state).to(self.device),
@@ -170,13 +190,7 @@ class Trainer:
         t_start = time.monotonic() - self.elapsed_s
         stopped_early = False
         while self.step < cfg.steps:
-            positions = self.rng.integers(0, len(self.train_data), size=cfg.batch_size)
-            chunk = self.train_data.batch(positions)
-            batch = self._to_batch(chunk, augment=True, model=self.model)
-            mask = torch.from_numpy(chunk.mask)
-            loss, _ = self.train_module(batch, mask, self.gen)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = self._train_step()
             grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                          if cfg.grad_clip > 0 else torch.tensor(0.0))
             self.optimizer.step()
@@ -184,9 +198,9 @@ class Trainer:
             self.ema.update_parameters(self.model)
             self.step += 1
             self.elapsed_s = time.monotonic() - t_start
-            self.history["train_loss"].append([self.step, float(loss.detach())])
+            self.history["train_loss"].append([self.step, loss])
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", gnorm=f"{float(grad_norm):.2f}",
+            bar.set_postfix(loss=f"{loss:.4f}", gnorm=f"{float(grad_norm):.2f}",
                             lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
             last = self.step >= cfg.steps
             over = cfg.time_limit_min > 0 and self.elapsed_s > cfg.time_limit_min * 60
@@ -203,6 +217,38 @@ class Trainer:
             print(f"stopped at step {self.step} after the {cfg.time_limit_min} min time limit",
                   file=sys.stderr)
         return Path(cfg.out)
+
+    def _train_step(self) -> float:
+        """Forward and backward of this rank's slice of one global batch; returns the global
+        loss. The draws happen in the single-process order (positions, shifts per camera,
+        noise), so one process at batch B and N ranks at B/N see the same numbers."""
+        cfg, b = self.cfg, self.cfg.batch_size
+        positions = self.rng.integers(0, len(self.train_data), size=b)
+        lo, hi = self.rank * b // self.world, (self.rank + 1) * b // self.world
+        chunk = self.train_data.batch(positions[lo:hi])
+        shifts = ({cam: shift_offsets(b, cfg.shift_pad, self.gen) for cam in chunk.images}
+                  if cfg.shift_pad > 0 else None)
+        if shifts is not None:
+            shifts = {cam: (dy[lo:hi], dx[lo:hi]) for cam, (dy, dx) in shifts.items()}
+        batch = self._to_batch(chunk, augment=True, model=self.model, shifts=shifts)
+        mask = torch.from_numpy(chunk.mask)
+        model_cfg = self.policy_config.model
+        draws: NoiseDraws = draw_noise(b * cfg.repeats, model_cfg.horizon, model_cfg.action_dim,
+                                       self.policy_config, self.gen)
+        draws = draws.samples(lo, hi, cfg.repeats)
+        denom = None
+        if self.world > 1:  # every rank divides by the whole batch's count; DDP averages
+            denom = masked_weight(mask, model_cfg.action_dim) * cfg.repeats
+            torch.distributed.all_reduce(denom)
+            denom = denom / self.world
+        loss, _ = self.train_module(batch, mask, draws=draws, denom=denom)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        value = loss.detach().clone()
+        if self.world > 1:
+            torch.distributed.all_reduce(value)
+            value /= self.world
+        return float(value)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

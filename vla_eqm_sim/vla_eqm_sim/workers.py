@@ -1,0 +1,121 @@
+"""Worker processes for recording and evaluation: their environment, their ROS domain, and a pool
+that hands jobs to whichever worker is free.
+
+Each worker runs its own bridge and clients in its own process, so it must not hear another
+worker's topics: worker k gets a private ``ROS_DOMAIN_ID`` derived from the caller's, and DDS
+stays on loopback. Jobs and results travel as JSON lines over the worker's stdin and stdout (its
+stderr is the caller's, so warnings and errors reach the terminal); a job is finished when the
+worker prints a line with ``"event": "job_done"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+def domain_base(explicit: int | None = None) -> int:
+    """The base of the workers' domain ids: ``explicit``, else the caller's ``ROS_DOMAIN_ID``."""
+    return explicit if explicit is not None else int(os.environ.get("ROS_DOMAIN_ID", "44"))
+
+
+def worker_domain(base: int, k: int) -> int:
+    """Worker k's ``ROS_DOMAIN_ID``: 1 + (base + k) mod 200, never 0 (the default domain)."""
+    return 1 + (base + k) % 200
+
+
+def worker_env(domain: int, threads: int = 1) -> dict[str, str]:
+    """The environment of one worker: private domain, loopback discovery, offscreen rendering,
+    offline language model, and ``threads`` intra-op threads (one per core when N run)."""
+    env = dict(os.environ)
+    env.update({"ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+                "MUJOCO_GL": env.get("MUJOCO_GL", "osmesa"),
+                "PYOPENGL_PLATFORM": env.get("PYOPENGL_PLATFORM", "osmesa"),
+                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                "OMP_NUM_THREADS": str(threads)})
+    return env
+
+
+class WorkerError(RuntimeError):
+    """A worker died or reported an error; the message says which and why."""
+
+
+class JobPool:
+    """``n`` processes of ``python -m module ARG``, each fed one job at a time from a shared
+    queue, so a slow job (a hard task, a long episode) never leaves another worker idle."""
+
+    def __init__(self, module: str, n: int, arg: str = "", base: int | None = None) -> None:
+        self.module = module
+        self.n = n
+        self.arg = arg
+        self.base = domain_base(base)
+
+    def run(self, jobs: Iterable[dict[str, Any]],
+            on_event: Callable[[dict[str, Any]], None]) -> list[str]:
+        """Run every job; ``on_event`` sees each JSON line (from the caller's thread only, one
+        at a time). Returns the errors (empty when every job finished)."""
+        todo: queue.Queue[dict[str, Any]] = queue.Queue()
+        for job in jobs:
+            todo.put(job)
+        events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        errors: list[str] = []
+        stop = threading.Event()
+
+        def serve(k: int) -> None:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", self.module, self.arg], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, bufsize=1,
+                env=worker_env(worker_domain(self.base, k)))
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                while not stop.is_set():
+                    try:
+                        job = todo.get_nowait()
+                    except queue.Empty:
+                        break
+                    proc.stdin.write(json.dumps(job) + "\n")
+                    proc.stdin.flush()
+                    for line in proc.stdout:
+                        if not line.startswith("{"):
+                            continue
+                        event = json.loads(line)
+                        events.put({**event, "worker": k})
+                        if event.get("event") in ("job_done", "error"):
+                            break
+                    else:
+                        raise WorkerError(f"worker {k} exited (code {proc.wait()}) during "
+                                          f"{job}")
+                    if event.get("event") == "error":
+                        raise WorkerError(f"worker {k}: {event.get('message')}")
+            except WorkerError as exc:
+                errors.append(str(exc))
+                stop.set()
+            finally:
+                proc.stdin.close()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                events.put(None)
+
+        threads = [threading.Thread(target=serve, args=(k,), daemon=True) for k in range(self.n)]
+        for t in threads:
+            t.start()
+        running = len(threads)
+        try:
+            while running:
+                event = events.get()
+                if event is None:
+                    running -= 1
+                else:
+                    on_event(event)
+        except BaseException:
+            stop.set()
+            raise
+        return errors
