@@ -96,3 +96,51 @@ def test_the_compressed_bags_build_a_dataset_through_the_compressed_contract(rec
                     "--contract", str(path), "--no-progress"]) == 0
     images = np.load(tmp_path / "cache" / "images_corner.npy", mmap_mode="r")
     assert images.shape[1:] == (32, 32, 3) and images.shape[0] > 4
+
+
+@pytest.fixture(scope="module")
+def compressed_checkpoint(recorded, tmp_path_factory):
+    """A 2-step debug policy trained on the JPEG bags through the compressed contract."""
+    root = tmp_path_factory.mktemp("compressed_ckpt")
+    contract = yaml.safe_load(COMPRESSED_CONTRACT.read_text())
+    for cam in contract["cameras"]:
+        cam["height"] = cam["width"] = 32
+    (root / "contract.yaml").write_text(yaml.safe_dump(contract))
+    assert vla_eqm(["dataset", "build", str(recorded), "--out", str(root / "cache"),
+                    "--contract", str(root / "contract.yaml"), "--no-progress"]) == 0
+    config = Path(__file__).resolve().parents[2] / "vla_eqm_train" / "config" / "debug.yaml"
+    assert vla_eqm(["train", "--config", str(config), "--dataset", str(root / "cache"),
+                    "--out", str(root / "ckpt"), "--run-dir", str(root / "run"), "--steps", "2",
+                    "--no-progress"]) == 0
+    return root / "ckpt"
+
+
+def test_eval_sim_serves_a_compressed_checkpoint_and_scores_it_as_the_mt50_table(
+        compressed_checkpoint, tmp_path):
+    report_path, table = tmp_path / "eval.json", tmp_path / "mt50.md"
+    assert vla_eqm(["eval-sim", "--checkpoint", str(compressed_checkpoint), "--tasks", *TASKS,
+                    "--episodes", "1", "--workers", "2", "--max-steps", "3", "--k-max", "2",
+                    "--json", str(report_path), "--markdown", str(table), "--name", "tiny",
+                    "--no-progress"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["episodes_run"] == 2 and report["workers"] == 2
+    assert all(not e["error"] and e["steps"] == 3 and e["decode_errors"] == 0
+               for e in report["episodes"])  # JPEG frames decoded: the bridge sent compressed
+    assert set(report["per_task"]) == set(TASKS)
+    assert set(report["group_success"]) == {"easy"} and not report["groups_complete"]
+    assert report["group_mean"] == report["group_success"]["easy"]
+    assert report["step_limit"] == 3 and report["variation_seed"] == 1000
+    assert report["episodes_per_task"] == 1
+    assert report["checkpoint"] == str(compressed_checkpoint)
+    text = table.read_text()
+    assert "| SmolVLA | 87.1 | 51.8 | 70.0 | 64.0 | 68.2 |" in text and "| tiny |" in text
+
+
+def test_the_demo_runs_a_compressed_checkpoint_on_a_suite_task(compressed_checkpoint, tmp_path):
+    assert vla_eqm(["demo", "--checkpoint", str(compressed_checkpoint), "--tasks", TASKS[0],
+                    "--max-steps", "4", "--out", str(tmp_path / "demo"),
+                    "--json", str(tmp_path / "demo.json"), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "demo.json").read_text())
+    assert summary["episodes"] == 1 and summary["holds"] == 0 and summary["dropped_cycles"] == 0
+    # the run bag holds the camera as the policy read it: JPEG, drawn into the GIF
+    assert summary["artifacts"]["gif"] and (tmp_path / "demo" / "camera.gif").stat().st_size

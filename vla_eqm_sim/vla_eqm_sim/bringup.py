@@ -38,6 +38,23 @@ def bridge_image_transport(contract: Any) -> str | None:
     return next(iter(transports)) if len(transports) == 1 else None
 
 
+def contract_bridge_params(contract: Any) -> dict[str, Any]:
+    """The bridge parameters a contract's cameras need (cameras, image_size, image_transport):
+    one place for eval-sim, the demo and bring-up. ValueError says why a contract cannot be
+    served by the bridge (it renders every camera square, at one size, on one transport)."""
+    size = bridge_image_size(contract)
+    if size is None:
+        sizes = sorted({(c.height, c.width) for c in contract.cameras})
+        raise ValueError(f"the sim bridge renders square cameras of one size; the contract asks "
+                         f"for {sizes}")
+    transport = bridge_image_transport(contract)
+    if transport is None:
+        raise ValueError("the sim bridge publishes every camera on one transport; the contract "
+                         "mixes raw and compressed")
+    return {"cameras": list(contract.camera_names), "image_size": size,
+            "image_transport": transport}
+
+
 def checkpoint_sim_params(checkpoint: str | Path | None = None) -> dict[str, Any]:
     """cameras, image_size, image_transport and task that the checkpoint (None: the shipped
     default) needs.
@@ -56,13 +73,10 @@ def checkpoint_sim_params(checkpoint: str | Path | None = None) -> dict[str, Any
         return dict(FALLBACK)
     contract = resolve_contract(cfg)
     out: dict[str, Any] = dict(FALLBACK)
-    size = bridge_image_size(contract)
-    if size is not None:
-        out["cameras"] = list(contract.camera_names)
-        out["image_size"] = size
-    transport = bridge_image_transport(contract)
-    if transport is not None:
-        out["image_transport"] = transport
+    try:
+        out.update(contract_bridge_params(contract))
+    except ValueError as exc:
+        print(f"[sim] {exc}; using the bridge defaults for the cameras", file=sys.stderr)
     tasks = list(cfg.provenance.get("dataset_tasks") or [])
     if tasks:
         out["task"] = tasks[0]

@@ -52,6 +52,11 @@ def suites_source() -> str:
     return str(_data()["source"])
 
 
+def published_results() -> dict[str, Any]:
+    """The published MT50 rows (success %, per group and ``avg``) and their source."""
+    return dict(_data()["published"])
+
+
 def expand(tasks: list[str] | None, suites: list[str] | None = None) -> list[str]:
     """``--suite`` values, then ``--tasks`` values (comma or space separated; suite names
     expand), as one list without repeats. Task names are checked against Meta-World's."""

@@ -36,7 +36,8 @@ def contract_dict(size: int = SIZE) -> dict:
 
 def record_bags(out: Path, episodes: int = 2, steps: int = 12) -> list[Path]:
     """``episodes`` expert episodes of ``steps`` steps recorded through the sim bridge."""
-    assert vla_eqm(["record", "--tasks", TASK, "--episodes", str(episodes), "--out", str(out),
+    assert vla_eqm(["record", "--tasks", TASK, "--episodes", str(episodes),
+                    "--max-attempts", str(episodes), "--out", str(out),
                     "--cameras", "corner", "--image-size", str(SIZE), "--max-steps", str(steps),
                     "--no-progress"]) == 0
     return sorted(p for p in out.iterdir() if (p / "metadata.yaml").is_file())

@@ -15,7 +15,8 @@ from vla_eqm_train.cli import main as vla_eqm
 def test_record_then_eval_bag_with_default_flags_only(tmp_path, capsys) -> None:
     bags = tmp_path / "bags"
     assert vla_eqm(["record", "--tasks", "button-press-topdown-v3", "--episodes", "1",
-                    "--max-steps", "24", "--out", str(bags), "--no-progress"]) == 0
+                    "--max-attempts", "1", "--max-steps", "24", "--out", str(bags),
+                    "--no-progress"]) == 0
     recorded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert recorded["episodes"] == 1, recorded
     out = tmp_path / "report"

@@ -77,7 +77,7 @@ def synthetic_run(episodes: tuple[tuple[str, int], ...] = (("task-a", 9), ("task
     """What the demo's recorder holds after lockstep episodes: per observation an image, a status
     and a command; a decode and a chunk every 4 steps. Sim time runs on across episodes and the
     reset observation repeats the last stamp, as the bridge does."""
-    topics = art.demo_topics(CAMERA, "/command", "std_msgs/msg/Float64MultiArray")
+    topics = art.demo_topics(CAMERA_TOPIC, "/command", "std_msgs/msg/Float64MultiArray")
     rec = art.RunRecorder(topics)
     rng = np.random.default_rng(0)
     t = 1_000_000_000

@@ -23,7 +23,8 @@ def pipeline(tmp_path_factory) -> dict[str, Path]:
     contract = yaml.safe_load(DEFAULT_CONTRACT.read_text())
     contract["cameras"] = [{**contract["cameras"][0], "height": 32, "width": 32}]
     (root / "contract.yaml").write_text(yaml.safe_dump(contract))
-    assert vla_eqm(["record", "--tasks", TASK, "--episodes", "2", "--out", str(root / "bags"),
+    assert vla_eqm(["record", "--tasks", TASK, "--episodes", "2", "--max-attempts", "2",
+                    "--out", str(root / "bags"),
                     "--cameras", "corner", "--image-size", "32", "--max-steps", "12",
                     "--no-progress"]) == 0
     assert vla_eqm(["dataset", "build", str(root / "bags"), "--out", str(root / "cache"),

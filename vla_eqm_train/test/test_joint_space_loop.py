@@ -63,7 +63,8 @@ def joint_checkpoint(tmp_path_factory) -> Path:
     contract["cameras"] = [{**contract["cameras"][0], "height": SIZE, "width": SIZE}]
     (root / "contract.yaml").write_text(yaml.safe_dump(contract))
     assert vla_eqm(["record", "--control", "joint", "--tasks", TASK, "--episodes", "2",
-                    "--out", str(root / "bags"), "--cameras", "corner", "--image-size", str(SIZE),
+                    "--max-attempts", "2", "--out", str(root / "bags"), "--cameras", "corner",
+                    "--image-size", str(SIZE),
                     "--max-steps", str(DEMO_STEPS), "--no-progress"]) == 0
     assert vla_eqm(["dataset", "build", str(root / "bags"), "--out", str(root / "cache"),
                     "--contract", str(root / "contract.yaml"), "--include-failures",

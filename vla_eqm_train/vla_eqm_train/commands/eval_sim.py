@@ -9,6 +9,13 @@ and, per task, ``success_rate``, ``episodes``, ``iters_p50`` and ``decode_ms_p50
 decoder settings used (after command-line overrides). ``--expert`` scores Meta-World's scripted
 expert on the same episodes instead: the reference row of the success table.
 
+Every report also carries the MT50 scoring (``evaluation.benchmark``): ``per_task``,
+``group_success`` {easy, medium, hard, very_hard}, ``group_mean`` (the published table's metric)
+and ``episode_mean``, plus the same at RLinf's 100-step limit (``within_100_steps``).
+``--markdown FILE`` writes our row beside the published ones. With ``--suite`` the step limit
+defaults to Meta-World's ``max_path_length`` of 500, the limit LeRobot's Meta-World env (and so
+SmolVLA's MT50 protocol) runs episodes to.
+
 Without ``--checkpoint`` and ``--tasks`` it evaluates the shipped default checkpoint on the tasks
 it was trained on.
 """
@@ -17,11 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,8 +32,11 @@ from typing import Any
 import numpy as np
 
 from vla_eqm_sim.suites import add_task_arguments, expand
+from vla_eqm_train.evaluation.benchmark import markdown_table, suite_metrics
 
 DEFAULT_HELD_OUT_SEED = 1000
+SUITE_STEP_LIMIT = 500  # metaworld max_path_length; LeRobot's MetaworldEnv runs episodes to it
+SHORT_STEP_LIMIT = 100  # RLinf's Meta-World evaluation config (max_episode_steps)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="variation-set seed (held out: demos use seed 0)")
     parser.add_argument("--variation-start", type=int, default=0, help="first variation index")
     parser.add_argument("--workers", type=int, default=2, help="parallel worker processes")
-    parser.add_argument("--max-steps", type=int, default=200,
-                        help="episode step limit (the demos finish in <= 80 steps)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help=f"episode step limit (default: {SUITE_STEP_LIMIT} with --suite, the "
+                             "MT50 protocol; 200 otherwise: the demos finish in <= 80 steps)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="write the MT50 table (published rows and ours) here")
+    parser.add_argument("--name", default=None,
+                        help="our row's name in the markdown table (default: the checkpoint)")
     parser.add_argument("--expert", action="store_true",
                         help="score the scripted expert on the same episodes (needs --tasks; "
                              "the bridge publishes what --contract names)")
@@ -120,60 +131,34 @@ def decoder_settings(config: Any) -> dict[str, Any]:
             "execute_steps": config.execute_steps, "horizon": config.model.horizon}
 
 
-def _worker_env(domain: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                "MUJOCO_GL": env.get("MUJOCO_GL", "osmesa"),
-                "PYOPENGL_PLATFORM": env.get("PYOPENGL_PLATFORM", "osmesa"),
-                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                "OMP_NUM_THREADS": "1"})
-    return env
-
-
-def run_workers(specs: list[dict[str, Any]], domain_base: int, progress: bool
-                ) -> list[dict[str, Any]]:
-    """Start one process per spec, collect their per-episode JSON lines."""
+def run_workers(settings: dict[str, Any], episodes: list[list[Any]], workers: int,
+                domain_base: int | None, progress: bool) -> list[dict[str, Any]]:
+    """Hand the episodes, one job each, to ``workers`` processes (``workers.JobPool``);
+    returns their records in plan order. A policy reseeds at every episode, so a record never
+    depends on which worker ran it."""
     from tqdm import tqdm
 
-    total = sum(len(s["episodes"]) for s in specs)
-    bar = tqdm(total=total, desc="eval-sim", unit="ep", disable=not progress, file=sys.stderr)
+    from vla_eqm_sim.workers import JobPool
+
+    bar = tqdm(total=len(episodes), desc="eval-sim", unit="ep", disable=not progress,
+               file=sys.stderr)
     records: list[dict[str, Any]] = []
-    lock = threading.Lock()
-    procs = []
-    with tempfile.TemporaryDirectory(prefix="vla_eqm_eval_") as tmp:
-        for k, spec in enumerate(specs):
-            path = Path(tmp) / f"worker{k}.json"
-            path.write_text(json.dumps(spec))
-            domain = 1 + (domain_base + k) % 200
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "vla_eqm_train.evaluation.sim.worker", str(path)],
-                stdout=subprocess.PIPE, text=True, env=_worker_env(domain)))
 
-        def reader(proc: subprocess.Popen) -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                line = line.strip()
-                if not line.startswith("{"):
-                    continue
-                rec = json.loads(line)
-                with lock:
-                    records.append(rec)
-                    ok = sum(r["success"] for r in records)
-                    bar.update(1)
-                    bar.set_postfix(success=f"{ok}/{len(records)}")
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") != "episode":
+            return
+        records.append({k: v for k, v in event.items() if k not in ("event", "worker")})
+        bar.update(1)
+        bar.set_postfix(success=f"{sum(r['success'] for r in records)}/{len(records)}")
 
-        threads = [threading.Thread(target=reader, args=(p,), daemon=True) for p in procs]
-        for t in threads:
-            t.start()
-        codes = [p.wait() for p in procs]
-        for t in threads:
-            t.join()
+    pool = JobPool("vla_eqm_train.evaluation.sim.worker", workers, json.dumps(settings),
+                   domain_base)
+    errors = pool.run(({"episodes": [ep]} for ep in episodes), on_event)
     bar.close()
-    failed = [k for k, c in enumerate(codes) if c != 0]
-    if failed:
-        print(f"warning: worker(s) {failed} exited with codes {[codes[k] for k in failed]}",
-              file=sys.stderr)
-    return records
+    for err in errors:
+        print(f"warning: {err}", file=sys.stderr)
+    order = {tuple(ep): i for i, ep in enumerate(episodes)}
+    return sorted(records, key=lambda r: order.get((r["task"], r["variation"], r["seed"]), 0))
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,24 +189,28 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{checkpoint} records no training tasks; pass --tasks")
     if args.episodes < 1 or args.workers < 1:
         raise ValueError("--episodes and --workers must be >= 1")
-    episodes = plan(tasks, args.episodes, args.seed, args.variation_start)
+    max_steps = args.max_steps or (SUITE_STEP_LIMIT if args.suite else 200)
+    # Interleaved over tasks, so that the progress bar's rate is a fair estimate from the start.
+    by_task = plan(tasks, args.episodes, args.seed, args.variation_start)
+    episodes = [by_task[t * args.episodes + i] for i in range(args.episodes)
+                for t in range(len(tasks))]
     n = min(args.workers, len(episodes))
-    base = {"checkpoint": str(checkpoint), "overrides": overrides, "max_steps": args.max_steps,
-            "seed": args.policy_seed, "expert": bool(args.expert), "contract": contract,
-            "threads": 1}
-    # Round-robin over tasks so that every worker sees every task (balanced episode lengths).
-    specs = [{**base, "episodes": episodes[k::n]} for k in range(n)]
-    domain_base = args.domain_base if args.domain_base is not None else int(
-        os.environ.get("ROS_DOMAIN_ID", "44"))
+    settings = {"checkpoint": str(checkpoint), "overrides": overrides, "max_steps": max_steps,
+                "seed": args.policy_seed, "expert": bool(args.expert), "contract": contract,
+                "threads": 1}
     t0 = time.monotonic()
-    records = run_workers(specs, domain_base, not args.no_progress)
+    records = run_workers(settings, episodes, n, args.domain_base, not args.no_progress)
     report = aggregate(records, tasks)
+    report.update(suite_metrics(records, tasks))
+    report["within_100_steps"] = suite_metrics(records, tasks, SHORT_STEP_LIMIT)
     report.update({
         "policy": "scripted expert" if args.expert else str(checkpoint),
         "decoder_settings": None if args.expert or config is None else decoder_settings(config),
         "held_out": {"seed": args.seed, "variation_start": args.variation_start,
                      "training_demos": "seed 0 (vla-eqm record default)"},
-        "max_steps": args.max_steps, "workers": n, "episodes_run": len(records),
+        "max_steps": max_steps, "step_limit": max_steps, "variation_seed": args.seed,
+        "episodes_per_task": args.episodes, "checkpoint": None if args.expert else str(checkpoint),
+        "workers": n, "episodes_run": len(records),
         "episodes_planned": len(episodes), "wall_s": round(time.monotonic() - t0, 1),
         "client": "vla_eqm_train.evaluation.sim.client.PolicyClient (lockstep, ROS topics)",
         "episodes": records,
@@ -253,6 +242,10 @@ def _print_table(report: dict[str, Any]) -> None:
         print(f"{task:32s} {r['success_rate']:8.2f} {r['episodes']:8d} {it:>9s} {ms:>8s}",
               file=sys.stderr)
     print(f"{'mean':32s} {report['mean_success']:8.2f}", file=sys.stderr)
+    groups = "  ".join(f"{g} {v:.2f}" for g, v in report["group_success"].items())
+    if groups:
+        print(f"groups: {groups}  group_mean {report['group_mean']:.3f}  episode_mean "
+              f"{report['episode_mean']:.3f}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -268,6 +261,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        name = args.name or ("scripted expert" if args.expert else Path(report["policy"]).name)
+        args.markdown.write_text(markdown_table([{
+            "policy": name, **{k: report[k] for k in ("group_success", "group_mean",
+                                                       "episode_mean")},
+            "source": f"ours: {report['episodes_run']} episodes, {report['step_limit']} steps, "
+                      f"seed {report['variation_seed']}"}]))
     summary = {k: v for k, v in report.items() if k != "episodes"}
     print(json.dumps(summary))
     return 0 if report["episodes_run"] == report["episodes_planned"] else 1

@@ -35,11 +35,11 @@ class RunRecorder(TopicRecorder):
         super().__init__(topics, latched=LATCHED)
 
 
-def demo_topics(camera: str, command_topic: str, command_type: str,
-                node: str = "/policy_node") -> dict[str, str]:
-    """The recorded topics (name -> rosbags type name)."""
+def demo_topics(camera_topic: str, command_topic: str, command_type: str,
+                node: str = "/policy_node", camera_type: str = IMAGE) -> dict[str, str]:
+    """The recorded topics (name -> rosbags type name); the camera as the contract reads it."""
     return {
-        f"/camera/{camera}/image_raw": IMAGE,
+        camera_topic: camera_type,
         "/joint_states": "sensor_msgs/msg/JointState",
         "/ee_pose": "geometry_msgs/msg/PoseStamped",
         "/language_goal": "std_msgs/msg/String",

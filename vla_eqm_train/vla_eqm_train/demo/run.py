@@ -127,10 +127,11 @@ class DemoSetup:
     checkpoint: Path
     contract: Any
     tasks: list[str]
-    image_size: int
+    bridge: dict[str, Any]  # cameras, image_size, image_transport (bringup.contract_bridge_params)
     command_topic: str
     command_type: str
     camera_topic: str
+    camera_type: str
 
 
 def demo_setup(checkpoint: Path | None, tasks: list[str] | None,
@@ -138,7 +139,7 @@ def demo_setup(checkpoint: Path | None, tasks: list[str] | None,
     from vla_eqm_ros.checkpoint import load_config
     from vla_eqm_ros.contract import Contract
     from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
-    from vla_eqm_sim.bringup import bridge_image_size
+    from vla_eqm_sim.bringup import contract_bridge_params
 
     ckpt = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     cfg = load_config(ckpt)  # raises CheckpointError naming the file when it is missing
@@ -146,18 +147,17 @@ def demo_setup(checkpoint: Path | None, tasks: list[str] | None,
     tasks = tasks or list(cfg.provenance.get("dataset_tasks") or [])
     if not tasks:
         raise SystemExit(f"{ckpt}: the checkpoint names no training tasks; pass --tasks")
-    size = bridge_image_size(contract)
-    if size is None:
-        sizes = sorted({(c.height, c.width) for c in contract.cameras})
-        raise SystemExit(f"{ckpt}: the demo bridge renders square cameras of one size, the "
-                         f"contract asks for {sizes}")
+    try:
+        bridge = contract_bridge_params(contract)
+    except ValueError as exc:
+        raise SystemExit(f"{ckpt}: {exc}") from None
     output_mode = params.get("output_mode") or contract.action.type
     return DemoSetup(
-        checkpoint=ckpt, contract=contract, tasks=tasks, image_size=size,
+        checkpoint=ckpt, contract=contract, tasks=tasks, bridge=bridge,
         command_topic=params.get("command_topic") or contract.action.topic,
         command_type=("trajectory_msgs/msg/JointTrajectory" if output_mode == "joint_trajectory"
                       else "std_msgs/msg/Float64MultiArray"),
-        camera_topic=f"/camera/{contract.camera_names[0]}/image_raw")
+        camera_topic=contract.cameras[0].topic, camera_type=contract.cameras[0].ros_type)
 
 
 class Monitor:
@@ -206,8 +206,8 @@ def _make_nodes(context: Any, setup: DemoSetup, seed: int, max_steps: int,
 
     bridge = SimBridge(context=context, parameter_overrides=[
         Parameter(k, value=v) for k, v in {
-            "task": setup.tasks[0], "seed": seed, "cameras": setup.contract.camera_names,
-            "image_size": setup.image_size, "clock_mode": "lockstep", "max_steps": max_steps,
+            "task": setup.tasks[0], "seed": seed, **setup.bridge,
+            "clock_mode": "lockstep", "max_steps": max_steps,
             "end_on_success": True, "reliable_images": True,
             "publish_task_state": False}.items()])
     overrides = {"checkpoint": str(setup.checkpoint), "trigger": "observation",
@@ -298,8 +298,8 @@ def run_demo(checkpoint: Path | None, tasks: list[str] | None, episodes: int, ma
     emit = emit or _stderr_line
     params = dict(params or {})
     setup = demo_setup(checkpoint, tasks, params)
-    topics = art.demo_topics(setup.contract.camera_names[0], setup.command_topic,
-                             setup.command_type)
+    topics = art.demo_topics(setup.camera_topic, setup.command_topic, setup.command_type,
+                             camera_type=setup.camera_type)
     if out is None:  # the summary needs the chunks, status and commands; images only for files
         topics = {t: m for t, m in topics.items()
                   if m in (art.ACTION_CHUNK, art.DECODER_STATUS, art.EPISODE_STATUS)

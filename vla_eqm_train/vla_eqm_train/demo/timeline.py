@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vla_eqm_ros.images import decode_compressed
 from vla_eqm_sim.bag_types import make_typestore
 from vla_eqm_train.demo.recorder import (
     ACTION_CHUNK,
@@ -66,9 +67,13 @@ def extract(recorded: Sequence[Recorded], camera_topic: str
         key = (m.episode, m.stamp_ns or 0)
         if m.topic == camera_topic:
             msg = store.deserialize_cdr(m.data, m.msgtype)
-            image = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, -1)
-            if msg.encoding == "bgr8":
-                image = image[:, :, ::-1]
+            if hasattr(msg, "format"):  # CompressedImage, as a compressed contract reads it
+                image = decode_compressed(msg.data, msg.format)
+            else:
+                image = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width,
+                                                                         -1)
+                if msg.encoding == "bgr8":
+                    image = image[:, :, ::-1]
             frames.append(Frame(m.episode, steps.get(key, per_episode[m.episode]), key[1],
                                 np.ascontiguousarray(image[:, :, :3])))
             per_episode[m.episode] += 1

@@ -1,8 +1,9 @@
 """One evaluation worker process: a lockstep sim bridge and a policy client on a private domain.
 
-``python -m vla_eqm_train.evaluation.sim.worker SPEC.json`` runs the episodes listed in the spec
-and prints one JSON line per episode on stdout (the parent's progress bar reads them). The parent
-gives every worker its own ``ROS_DOMAIN_ID`` (loopback only), so workers never hear each other.
+``python -m vla_eqm_train.evaluation.sim.worker SETTINGS_JSON`` takes jobs (lists of episodes) on
+stdin and prints one JSON line per episode on stdout (the parent's progress bar reads them); the
+parent (``vla_eqm_sim.workers.JobPool``) gives every worker its own ``ROS_DOMAIN_ID`` (loopback
+only), so workers never hear each other.
 The bridge and the client share one executor in this process but talk through DDS topics,
 exactly like separate processes (the same arrangement as ``vla_eqm_sim.expert_session``).
 """
@@ -15,78 +16,98 @@ import time
 from typing import Any
 
 
+class EvalSession:
+    """A lockstep bridge and a policy client (or the scripted expert) in one rclpy context;
+    ``episode()`` runs one evaluation episode. ``spec``: checkpoint, overrides, max_steps, seed,
+    expert, contract, threads, stall_timeout_s (see ``eval_sim.evaluate``)."""
+
+    def __init__(self, spec: dict[str, Any], first_task: str) -> None:
+        import rclpy
+        import torch
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter import Parameter
+
+        from vla_eqm_msgs.srv import ResetEpisode
+        from vla_eqm_ros.contract import Contract
+        from vla_eqm_ros.waiting import spin_until
+        from vla_eqm_sim.bringup import contract_bridge_params
+        from vla_eqm_sim.nodes.sim_bridge import SimBridge
+        from vla_eqm_train.evaluation.sim.client import PolicyClient
+
+        torch.set_num_threads(int(spec.get("threads", 1)))
+        self.stall_timeout_s = float(spec.get("stall_timeout_s", 60.0))
+        expert = spec.get("expert", False)
+        policy = None
+        if not expert:
+            from vla_eqm_ros.policy import Policy
+
+            policy = Policy.from_checkpoint(spec["checkpoint"], seed=int(spec.get("seed", 0)))
+            if spec.get("overrides"):
+                policy.update_solver(**spec["overrides"])
+            contract = Contract.from_dict(policy.config.contract)
+        else:
+            contract = Contract.from_dict(spec["contract"])
+        cameras = contract_bridge_params(contract)
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.nodes: list[Any] = []
+        try:
+            self.bridge = SimBridge(context=self.context, parameter_overrides=[
+                Parameter("task", value=first_task),
+                *[Parameter(k, value=v) for k, v in cameras.items()],
+                Parameter("clock_mode", value="lockstep"),
+                Parameter("max_steps", value=int(spec["max_steps"])),
+                Parameter("reliable_images", value=True),
+                Parameter("publish_task_state", value=bool(expert))])
+            self.nodes.append(self.bridge)
+            self.client = PolicyClient(policy, contract, context=self.context)
+            self.nodes.append(self.client)
+            self.executor = SingleThreadedExecutor(context=self.context)
+            if expert:
+                from vla_eqm_sim.nodes.expert_node import ExpertNode
+
+                self.nodes.append(ExpertNode(context=self.context))
+            for node in self.nodes:
+                self.executor.add_node(node)
+            self.reset = self.client.create_client(ResetEpisode, "/sim/reset")
+            ready = spin_until(self.executor, lambda: self.bridge.outputs_matched()
+                               and self.client.command_matched()
+                               and self.reset.service_is_ready(), 90.0)
+            if not ready:
+                raise RuntimeError("the bridge and the policy client did not discover each other")
+        except BaseException:
+            self.close()
+            raise
+
+    def episode(self, task: str, variation: int, seed: int) -> dict[str, Any]:
+        return _episode(self.executor, self.bridge, self.client, self.reset, task, variation,
+                        seed, self.stall_timeout_s)
+
+    def close(self) -> None:
+        import rclpy
+
+        for node in self.nodes:
+            if node is self.nodes[0]:
+                node.backend.close()
+            node.destroy_node()
+        self.nodes = []
+        if self.context.ok():
+            rclpy.shutdown(context=self.context)
+
+
 def run_worker(spec: dict[str, Any], emit=print) -> list[dict[str, Any]]:
-    """Run ``spec["episodes"]`` ([task, variation, seed] each); returns one record per episode."""
-    import rclpy
-    import torch
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
-
-    from vla_eqm_msgs.srv import ResetEpisode
-    from vla_eqm_ros.contract import Contract
-    from vla_eqm_ros.waiting import spin_until
-    from vla_eqm_sim.bringup import bridge_image_size
-    from vla_eqm_sim.nodes.sim_bridge import SimBridge
-    from vla_eqm_train.evaluation.sim.client import PolicyClient
-
-    torch.set_num_threads(int(spec.get("threads", 1)))
-    expert = spec.get("expert", False)
-    policy = None
-    if not expert:
-        from vla_eqm_ros.policy import Policy
-
-        policy = Policy.from_checkpoint(spec["checkpoint"], seed=int(spec.get("seed", 0)))
-        if spec.get("overrides"):
-            policy.update_solver(**spec["overrides"])
-        contract = Contract.from_dict(policy.config.contract)
-    else:
-        contract = Contract.from_dict(spec["contract"])
-    cameras = contract.camera_names
-    size = bridge_image_size(contract)
-    if size is None:
-        sizes = {(c.height, c.width) for c in contract.cameras}
-        raise ValueError(f"the sim bridge renders square images of one size; contract has {sizes}")
-    first = spec["episodes"][0]
-    context = Context()
-    rclpy.init(context=context)
-    nodes: list[Any] = []
+    """Run ``spec["episodes"]`` ([task, variation, seed] each) in one session; returns one record
+    per episode and emits each as a JSON line."""
+    session = EvalSession(spec, spec["episodes"][0][0])
     try:
-        bridge = SimBridge(context=context, parameter_overrides=[
-            Parameter("task", value=first[0]), Parameter("cameras", value=cameras),
-            Parameter("image_size", value=size),
-            Parameter("clock_mode", value="lockstep"),
-            Parameter("max_steps", value=int(spec["max_steps"])),
-            Parameter("reliable_images", value=True),
-            Parameter("publish_task_state", value=bool(expert))])
-        nodes.append(bridge)
-        client = PolicyClient(policy, contract, context=context)
-        nodes.append(client)
-        executor = SingleThreadedExecutor(context=context)
-        if expert:
-            from vla_eqm_sim.nodes.expert_node import ExpertNode
-
-            nodes.append(ExpertNode(context=context))
-        for node in nodes:
-            executor.add_node(node)
-        reset = client.create_client(ResetEpisode, "/sim/reset")
-        ready = spin_until(executor, lambda: bridge.outputs_matched() and client.command_matched()
-                           and reset.service_is_ready(), 90.0)
-        if not ready:
-            raise RuntimeError("the bridge and the policy client did not discover each other")
         records = []
         for task, variation, seed in spec["episodes"]:
-            records.append(_episode(executor, bridge, client, reset, task, variation, seed,
-                                    float(spec.get("stall_timeout_s", 60.0))))
+            records.append(session.episode(task, variation, seed))
             emit(json.dumps(records[-1]))
         return records
     finally:
-        for node in nodes:
-            if node is nodes[0]:
-                node.backend.close()
-            node.destroy_node()
-        if context.ok():
-            rclpy.shutdown(context=context)
+        session.close()
 
 
 def _episode(executor, bridge, client, reset, task: str, variation: int, seed: int,
@@ -118,20 +139,38 @@ def _episode(executor, bridge, client, reset, task: str, variation: int, seed: i
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``SETTINGS_JSON``: the spec without episodes; jobs (``{"episodes": [[task, variation,
+    seed], ...]}``) arrive on stdin, one JSON line each (``vla_eqm_sim.workers.JobPool``)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m vla_eqm_train.evaluation.sim.worker SPEC.json", file=sys.stderr)
+        print("usage: python -m vla_eqm_train.evaluation.sim.worker SETTINGS_JSON",
+              file=sys.stderr)
         return 2
     from vla_eqm_ros.nodes.runtime import require_loopback
 
     require_loopback()
-    with open(argv[0]) as fh:
-        spec = json.load(fh)
+    settings = json.loads(argv[0])
+    session = None
 
-    def emit(line: str) -> None:
-        print(line, flush=True)
+    def emit(event: dict[str, Any]) -> None:
+        print(json.dumps(event), flush=True)
 
-    run_worker(spec, emit)
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            job = json.loads(line)
+            if session is None:
+                session = EvalSession(settings, job["episodes"][0][0])
+            for task, variation, seed in job["episodes"]:
+                emit({"event": "episode", **session.episode(task, variation, seed)})
+            emit({"event": "job_done"})
+    except Exception as exc:  # reported to the parent, which names the worker
+        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return 1
+    finally:
+        if session is not None:
+            session.close()
     return 0
 
 
