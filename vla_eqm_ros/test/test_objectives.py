@@ -68,3 +68,19 @@ def test_fm_loss_is_zero_for_the_exact_velocity_of_each_sample():
     noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(0))
     loss, _ = fm_loss(lambda x, t: noise - a, a, FMConfig(), generator=gen)
     assert float(loss) < 1e-12
+
+
+def test_gamma_can_be_drawn_from_a_beta_that_leans_toward_the_data_reproducibly():
+    import pytest
+
+    from vla_eqm_ros.objectives import eqm_sample_gamma
+
+    cfg = EqMConfig(gamma_dist="beta", gamma_alpha=4.0, gamma_beta=1.0)
+    g1 = eqm_sample_gamma(20000, cfg, torch.Generator().manual_seed(3))
+    g2 = eqm_sample_gamma(20000, cfg, torch.Generator().manual_seed(3))
+    assert torch.equal(g1, g2) and float(g1.min()) >= 0.0 and float(g1.max()) <= 1.0
+    assert abs(float(g1.mean()) - 0.8) < 0.01  # Beta(4, 1) has mean 4 / 5
+    uniform = eqm_sample_gamma(20000, EqMConfig(), torch.Generator().manual_seed(3))
+    assert abs(float(uniform.mean()) - 0.5) < 0.01
+    with pytest.raises(ValueError, match="gamma_dist"):
+        EqMConfig(gamma_dist="lognormal")

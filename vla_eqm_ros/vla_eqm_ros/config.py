@@ -101,14 +101,24 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class EqMConfig:
-    """EqM schedule w(gamma) = lam * min(1, (1 - gamma) / (1 - a)) (EqM reference code)."""
+    """EqM schedule w(gamma) = lam * min(1, (1 - gamma) / (1 - a)) (EqM reference code), and the
+    training distribution of gamma: uniform (the paper), or Beta(alpha, beta), which can put more
+    of the training signal where the solver spends its iterations (near the data, gamma -> 1)."""
 
     lam: float = 4.0  # lambda, gradient magnitude scale (>0)
     a: float = 0.8  # a in [0, 1): gamma beyond which the target decays linearly to 0 at gamma = 1
+    gamma_dist: str = "uniform"  # uniform | beta
+    gamma_alpha: float = 1.0  # Beta parameters (gamma_dist: beta); (1, 1) is uniform
+    gamma_beta: float = 1.0
 
     def __post_init__(self) -> None:
         _check(self.lam > 0, f"eqm.lam must be > 0, got {self.lam}")
         _check(0.0 <= self.a < 1.0, f"eqm.a must be in [0, 1), got {self.a}")
+        _check(self.gamma_dist in ("uniform", "beta"),
+               f"eqm.gamma_dist must be uniform or beta, got {self.gamma_dist!r}")
+        _check(self.gamma_alpha > 0 and self.gamma_beta > 0,
+               f"eqm gamma Beta parameters must be > 0, got ({self.gamma_alpha}, "
+               f"{self.gamma_beta})")
 
 
 @dataclass(frozen=True)

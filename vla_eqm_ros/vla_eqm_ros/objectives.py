@@ -43,6 +43,27 @@ def eqm_target(actions: Tensor, noise: Tensor, gamma: Tensor, cfg: EqMConfig) ->
     return _expand(eqm_weight(gamma, cfg.lam, cfg.a), actions) * (noise - actions)
 
 
+def _beta_sample(n: int, alpha: float, beta: float,
+                 generator: torch.Generator | None) -> Tensor:
+    """n draws of Beta(alpha, beta). torch's Beta sampler cannot take a generator; with one, we
+    seed a forked global RNG from it, so training stays reproducible without touching the
+    caller's global random state."""
+    a, b = torch.tensor(float(alpha)), torch.tensor(float(beta))
+    if generator is None:
+        return torch.distributions.Beta(a, b).sample((n,))
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.distributions.Beta(a, b).sample((n,))
+
+
+def eqm_sample_gamma(n: int, cfg: EqMConfig, generator: torch.Generator | None = None) -> Tensor:
+    """gamma for n training rows: U(0, 1) (the paper) or Beta(gamma_alpha, gamma_beta)."""
+    if cfg.gamma_dist == "beta":
+        return _beta_sample(n, cfg.gamma_alpha, cfg.gamma_beta, generator)
+    return torch.rand((n,), generator=generator)
+
+
 def eqm_loss(
     field: Callable[[Tensor], Tensor],
     actions: Tensor,
@@ -57,7 +78,7 @@ def eqm_loss(
     b = actions.shape[0]
     noise = torch.randn(actions.shape, generator=generator, device=actions.device,
                         dtype=actions.dtype)
-    gamma = torch.rand((b,), generator=generator, device=actions.device, dtype=actions.dtype)
+    gamma = eqm_sample_gamma(b, cfg, generator).to(device=actions.device, dtype=actions.dtype)
     pred = field(eqm_interpolant(actions, noise, gamma))
     loss = torch.mean((pred - eqm_target(actions, noise, gamma, cfg)) ** 2)
     return loss, {"loss": float(loss.detach())}
@@ -70,19 +91,8 @@ def fm_sample_time(
     batch: int, cfg: FMConfig, *, device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """t ~ Beta(alpha, beta) * 0.999 + 0.001 (openpi pi0): weighted toward t = 1, the noisy end.
-
-    torch's Beta sampler cannot take a generator; with one, we seed a forked global RNG from it so
-    training stays reproducible without touching the caller's global random state.
-    """
-    alpha, beta = torch.tensor(cfg.beta_alpha), torch.tensor(cfg.beta_beta)
-    if generator is None:
-        t = torch.distributions.Beta(alpha, beta).sample((batch,))
-    else:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            t = torch.distributions.Beta(alpha, beta).sample((batch,))
+    """t ~ Beta(alpha, beta) * 0.999 + 0.001 (openpi pi0): weighted toward t = 1, the noisy end."""
+    t = _beta_sample(batch, cfg.beta_alpha, cfg.beta_beta, generator)
     return (t * 0.999 + 0.001).to(device)
 
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from vla_eqm_ros.model import PI0EqMModel, Prefix
 from vla_eqm_ros.objectives import (
     eqm_interpolant,
+    eqm_sample_gamma,
     eqm_target,
     fm_interpolant,
     fm_sample_time,
@@ -64,7 +65,7 @@ def draw_noise(rows: int, horizon: int, action_dim: int, config: Any,
     """Noise then level, on the CPU generator (a run is reproducible on any device)."""
     noise = torch.randn((rows, horizon, action_dim), generator=generator)
     if config.decoder == "eqm":
-        level = torch.rand((rows,), generator=generator)
+        level = eqm_sample_gamma(rows, config.eqm, generator)
     else:
         level = fm_sample_time(rows, config.fm, generator=generator)
     return NoiseDraws(noise, level)

@@ -95,6 +95,49 @@ def _ema_avg(decay: float):
     return avg
 
 
+def make_batch(chunk: ChunkSample, model: PI0EqMModel, device: torch.device, shift_pad: int = 0,
+               generator: torch.Generator | None = None,
+               shifts: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+               ) -> dict[str, Any]:
+    """A dataset chunk as the model's batch (images, state, actions, goal features), with the
+    random shift when ``shift_pad`` > 0 (offsets from ``shifts``, else drawn)."""
+    images = {}
+    for cam, arr in chunk.images.items():
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        if shift_pad > 0:
+            t = random_shift(t, shift_pad, generator, None if shifts is None else shifts[cam])
+        images[cam] = t.to(device)
+    batch: dict[str, Any] = {"images": images,
+                             "state": torch.from_numpy(chunk.state).to(device),
+                             "actions": torch.from_numpy(chunk.actions).to(device)}
+    feats = model.goal_features(chunk.goals)
+    batch.update({k: v.to(device) for k, v in feats.items()})
+    return batch
+
+
+def decode_error(model: PI0EqMModel, batch: dict[str, Any], generator: torch.Generator
+                 ) -> tuple[float, float]:
+    """(MSE of the first ``execute_steps`` actions of a cold-start decode against the
+    demonstration, in normalized units; mean solver iterations). The offline metric that
+    separates the decoders before any closed-loop episode (validation, the recipe study)."""
+    cfg = model.config
+    prefix = model.encode_prefix(batch)
+    device = model.expert.pos.device
+    x0 = torch.randn((prefix.batch_size, cfg.model.horizon, cfg.model.action_dim),
+                     generator=generator).to(device)
+    if cfg.decoder == "eqm":
+        s = cfg.solver
+        res = eqm_solve(lambda a: model.field(a, prefix), x0, step_size=s.step_size,
+                        momentum=s.momentum, tau=s.tau, k_max=s.k_max)
+        iterations = float(res.iterations.float().mean())
+    else:
+        res = fm_integrate(lambda x, t: model.field(x, prefix, t), x0, cfg.fm.steps)
+        iterations = float(cfg.fm.steps)
+    target = model.action_normalizer.normalize(batch["actions"])
+    k = cfg.execute_steps
+    return float(((res.actions[:, :k] - target[:, :k]) ** 2).mean()), iterations
+
+
 class Trainer:
     """Builds model, objective, optimizer, schedule and EMA from a ``TrainConfig``; ``fit()``."""
 
@@ -164,19 +207,8 @@ class Trainer:
                   shifts: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
                   ) -> dict[str, Any]:
         """``shifts``: per camera, this batch's random-shift offsets (default: drawn here)."""
-        images = {}
-        for cam, arr in chunk.images.items():
-            t = torch.from_numpy(np.ascontiguousarray(arr))
-            if augment and self.cfg.shift_pad > 0:
-                t = random_shift(t, self.cfg.shift_pad, self.gen,
-                                 None if shifts is None else shifts[cam])
-            images[cam] = t.to(self.device)
-        batch: dict[str, Any] = {"images": images,
-                                 "state": torch.from_numpy(chunk.state).to(self.device),
-                                 "actions": torch.from_numpy(chunk.actions).to(self.device)}
-        feats = model.goal_features(chunk.goals)
-        batch.update({k: v.to(self.device) for k, v in feats.items()})
-        return batch
+        pad = self.cfg.shift_pad if augment else 0
+        return make_batch(chunk, model, self.device, pad, self.gen, shifts)
 
     # --------------------------------------------------------------------------------- loop
     def fit(self) -> Path:
@@ -267,7 +299,7 @@ class Trainer:
             batch = self._to_batch(chunk, augment=False, model=ema_model)
             loss, _ = objective(batch, torch.from_numpy(chunk.mask), gen)
             losses.append(float(loss))
-            errors.append(self._decode_error(ema_model, batch, chunk, gen))
+            errors.append(decode_error(ema_model, batch, gen)[0])
         out = {"val_loss": float(np.mean(losses)), "val_decode_mse": float(np.mean(errors))}
         self.history["val_loss"].append([self.step, out["val_loss"]])
         self.history["val_decode_mse"].append([self.step, out["val_decode_mse"]])
@@ -276,22 +308,6 @@ class Trainer:
               f"val_decode_mse {out['val_decode_mse']:.4f} ({self.elapsed_s / 60:.1f} min)",
               file=sys.stderr)
         return out
-
-    def _decode_error(self, model: PI0EqMModel, batch: dict[str, Any], chunk: ChunkSample,
-                      gen: torch.Generator) -> float:
-        cfg = model.config
-        prefix = model.encode_prefix(batch)
-        x0 = torch.randn((prefix.batch_size, cfg.model.horizon, cfg.model.action_dim),
-                         generator=gen).to(self.device)
-        if cfg.decoder == "eqm":
-            s = cfg.solver
-            res = eqm_solve(lambda a: model.field(a, prefix), x0, step_size=s.step_size,
-                            momentum=s.momentum, tau=s.tau, k_max=s.k_max)
-        else:
-            res = fm_integrate(lambda x, t: model.field(x, prefix, t), x0, cfg.fm.steps)
-        target = model.action_normalizer.normalize(batch["actions"])
-        k = cfg.execute_steps
-        return float(((res.actions[:, :k] - target[:, :k]) ** 2).mean())
 
     # ---------------------------------------------------------------------------- persistence
     def save_state(self) -> Path:
