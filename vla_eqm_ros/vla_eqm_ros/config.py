@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 DECODERS = ("eqm", "fm")
+ENERGIES = ("none", "dot", "l2")
 BACKBONES = ("small", "paligemma")
 WARM_START_MODES = ("none", "copy", "shifted")
 WARM_START_TAILS = ("noise", "hold")
@@ -110,12 +111,17 @@ class EqMConfig:
     gamma_dist: str = "uniform"  # uniform | beta
     gamma_alpha: float = 1.0  # Beta parameters (gamma_dist: beta); (1, 1) is uniform
     gamma_beta: float = 1.0
+    # EqM-E: the field as the gradient of a learned scalar energy g (EqM reference code):
+    # none (the expert's output is the field) | dot: g = <A, f(A)> | l2: g = -||f(A)||^2 / 2.
+    energy: str = "none"
 
     def __post_init__(self) -> None:
         _check(self.lam > 0, f"eqm.lam must be > 0, got {self.lam}")
         _check(0.0 <= self.a < 1.0, f"eqm.a must be in [0, 1), got {self.a}")
         _check(self.gamma_dist in ("uniform", "beta"),
                f"eqm.gamma_dist must be uniform or beta, got {self.gamma_dist!r}")
+        _check(self.energy in ENERGIES,
+               f"eqm.energy must be one of {ENERGIES}, got {self.energy!r}")
         _check(self.gamma_alpha > 0 and self.gamma_beta > 0,
                f"eqm gamma Beta parameters must be > 0, got ({self.gamma_alpha}, "
                f"{self.gamma_beta})")

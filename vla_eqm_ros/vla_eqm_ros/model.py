@@ -66,8 +66,28 @@ class PI0EqMModel(nn.Module):
         return Prefix(kv=self.expert.cache_prefix(tokens, mask), tokens=tokens)
 
     def field(self, actions: Tensor, prefix: Prefix, time: Tensor | None = None) -> Tensor:
-        """f(A; c) for EqM (time must be None) or v(x, t; c) for FM; (B, H, d) -> (B, H, d)."""
+        """f(A; c) for EqM (time must be None) or v(x, t; c) for FM; (B, H, d) -> (B, H, d).
+        EqM-E (``eqm.energy``): the gradient of the learned energy instead."""
+        if self.config.decoder == "eqm" and self.config.eqm.energy != "none":
+            return self._energy_gradient(actions, prefix)
         return self.expert(actions, prefix.kv, time)
+
+    def _energy_gradient(self, actions: Tensor, prefix: Prefix) -> Tensor:
+        """grad_A g(A; c), g = <A, f(A)> (dot) or -||f(A)||^2 / 2 (l2). Needs autograd even when
+        decoding (never under inference_mode), and double backward when training, which
+        torch's CPU flash-attention kernel lacks: the math kernel runs here."""
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        training = torch.is_grad_enabled()  # the loss backpropagates through the gradient
+        with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
+            a = actions if actions.requires_grad else actions.detach().requires_grad_(True)
+            f = self.expert(a, prefix.kv, None)
+            if self.config.eqm.energy == "dot":
+                energy = (a * f).flatten(1).sum(1)
+            else:
+                energy = -0.5 * (f * f).flatten(1).sum(1)
+            (grad,) = torch.autograd.grad(energy.sum(), a, create_graph=training)
+        return grad
 
     @property
     def _device(self) -> torch.device:

@@ -46,7 +46,7 @@ def residual_norm(f: Tensor) -> Tensor:
     return torch.linalg.vector_norm(f.flatten(1), dim=1) / math.sqrt(f[0].numel())
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: an EqM-E field needs autograd (under the caller's mode)
 def eqm_solve(
     field: Callable[[Tensor], Tensor],
     x0: Tensor,
@@ -151,7 +151,7 @@ def _eqm_solve_single(
     )
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def fm_integrate(field: Callable[[Tensor, Tensor], Tensor], x0: Tensor, steps: int) -> SolveResult:
     """Euler from t = 1 (noise) to t = 0 (data): x <- x + dt * v(x, t), dt = -1/N (openpi pi0)."""
     start = time.perf_counter()

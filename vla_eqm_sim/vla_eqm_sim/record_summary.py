@@ -79,6 +79,7 @@ def build(out: Path, tasks: list[str], target: int, settings: dict[str, Any],
     ``runs`` are the timing records of the runs so far (this one last)."""
     per_task: dict[str, dict[str, Any]] = {}
     episodes = sidecars(out)
+    requested = list(tasks)
     tasks = list(dict.fromkeys([*tasks, *(m.get("task") for m in episodes)]))
     for task in tasks:
         mine = [m for m in episodes if m.get("task") == task]
@@ -102,7 +103,8 @@ def build(out: Path, tasks: list[str], target: int, settings: dict[str, Any],
         "target_per_task": target,
         "settings": {**settings, **codec},
         "tasks": per_task,
-        "short": {t: v["successes"] for t, v in per_task.items() if v["successes"] < target},
+        "short": {t: per_task[t]["successes"] for t in requested
+                  if per_task[t]["successes"] < target},
         "totals": {
             "tasks": len(tasks),
             "attempts": sum(v["attempts"] for v in per_task.values()),
