@@ -93,6 +93,12 @@ def _check_args(args: argparse.Namespace, tasks: list[str], seeds: list[int]) ->
         return f"--image-size must be in [16, 480], got {args.image_size}"
     if any(s < 0 for s in seeds):
         return f"seeds must be >= 0, got {seeds}"
+    span = (args.variation_start + args.max_attempts - 1) // 50  # seeds an attempt rolls into
+    ordered = sorted(set(seeds))
+    if any(b - a <= span for a, b in zip(ordered, ordered[1:], strict=False)):
+        return (f"seeds {ordered} overlap: {args.max_attempts} attempts from variation "
+                f"{args.variation_start} roll into the next {span} seed(s)' variation sets; "
+                "space the seeds further apart")
     return None
 
 
