@@ -98,7 +98,8 @@ def _param_count(ckpt: Path) -> int:
 
 def closed_loop(ckpt: Path, out: Path, episodes: int, overrides: list[str]) -> dict[str, Any]:
     """MT10 success and iterations of one checkpoint (``vla-eqm eval-sim``), reused if present."""
-    path = out / "eval" / f"{ckpt.parent.name}{'_' + '_'.join(overrides) if overrides else ''}.json"
+    tag = "".join(f"_{o.lstrip('-')}" for o in overrides)
+    path = out / "eval" / f"{ckpt.parent.name}{tag}.json"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "vla_eqm_train.cli", "eval-sim", "--checkpoint",
@@ -129,6 +130,16 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {r['decoder']} | {r['change']} | "
                      f"{off['val_decode_mse']:.4f} | {off['iterations']:.1f} | {succ} | {its} | "
                      f"{tr['train_min']:.1f} | {tr['samples_per_s']} |")
+    with_rows = [(r, f, cl) for r in results["runs"].values()
+                 for f, cl in (r.get("closed_loop_with") or {}).items()]
+    if with_rows:
+        lines += ["", "| run | decoder | eval-sim flags | MT10 success | iters p50 |",
+                  "|---|---|---|---|---|"]
+        for r, flags, cl in with_rows:
+            it = cl.get("iters_p50_median")
+            lines.append(f"| {r['name']} | {r['decoder']} | `{flags}` | "
+                         f"{100 * cl['success']:.0f}% ({cl['episodes']} ep) | "
+                         f"{'–' if it is None else f'{it:.0f}'} |")
     if results.get("solver_scan"):
         lines += ["", "| base checkpoint | solver setting | val_decode_mse | iterations |",
                   "|---|---|---|---|"]
@@ -180,12 +191,18 @@ def main(argv: list[str] | None = None) -> int:
                                  samples=512)
             results["solver_scan"].append({"decoder": d, "setting": json.dumps(setting), **row})
     if not args.no_eval:
-        evals = [(n, d) for n, d in jobs if spec["runs"][n].get("eval")]
+        extra = spec.get("eval_settings", {})
+        evals = [(n, d, flags) for n, d in jobs if spec["runs"][n].get("eval")
+                 for flags in [[], *extra.get(d, [])]]
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-            loops = list(pool.map(lambda j: closed_loop(Path(configs[j]["out"]), args.out,
-                                                        args.eval_episodes, []), evals))
-        for (n, d), loop in zip(evals, loops, strict=True):
-            results["runs"][f"{n}_{d}"]["closed_loop"] = loop
+            loops = list(pool.map(lambda j: closed_loop(Path(configs[j[:2]]["out"]), args.out,
+                                                        args.eval_episodes, j[2]), evals))
+        for (n, d, flags), loop in zip(evals, loops, strict=True):
+            key = f"{n}_{d}"
+            if flags:
+                results["runs"][key].setdefault("closed_loop_with", {})[" ".join(flags)] = loop
+            else:
+                results["runs"][key]["closed_loop"] = loop
     results["wall_min"] = round((time.monotonic() - t0) / 60, 1)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     if args.markdown is not None:
