@@ -118,18 +118,20 @@ def closed_loop(ckpt: Path, out: Path, episodes: int, overrides: list[str]) -> d
 
 def table(results: dict[str, Any]) -> str:
     """The study as markdown: one row per run, then the solver scan."""
-    lines = ["| run | decoder | change | val_decode_mse | iterations | MT10 success | "
-             "iters p50 (closed loop) | train min | samples/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | decoder | change | val_decode_mse | iterations | val_decode_mse, "
+             "early stop | MT10 success | iters p50 (closed loop) | train min | samples/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"].values():
         cl = r.get("closed_loop") or {}
         succ = f"{100 * cl['success']:.0f}% ({cl['episodes']} ep)" if cl else "–"
         it = cl.get("iters_p50_median")
         its = "–" if it is None else f"{it:.0f}"
         off, tr = r["offline"], r["train"]
+        early = "; ".join(f"{v['val_decode_mse']:.4f} at `{k}`"
+                          for k, v in (r.get("offline_with") or {}).items()) or "–"
         lines.append(f"| {r['name']} | {r['decoder']} | {r['change']} | "
-                     f"{off['val_decode_mse']:.4f} | {off['iterations']:.1f} | {succ} | {its} | "
-                     f"{tr['train_min']:.1f} | {tr['samples_per_s']} |")
+                     f"{off['val_decode_mse']:.4f} | {off['iterations']:.1f} | {early} | {succ} | "
+                     f"{its} | {tr['train_min']:.1f} | {tr['samples_per_s']} |")
     with_rows = [(r, f, cl) for r in results["runs"].values()
                  for f, cl in (r.get("closed_loop_with") or {}).items()]
     if with_rows:
@@ -179,10 +181,11 @@ def main(argv: list[str] | None = None) -> int:
                                "solver_scan": []}
     for n, d in jobs:
         ckpt = Path(configs[(n, d)]["out"])
-        results["runs"][f"{n}_{d}"] = {"name": n, "decoder": d,
-                                       "change": _change(spec["runs"][n]),
-                                       "train": trained[(n, d)],
-                                       "offline": offline_decode(ckpt, args.cache, samples=512)}
+        results["runs"][f"{n}_{d}"] = {
+            "name": n, "decoder": d, "change": _change(spec["runs"][n]), "train": trained[(n, d)],
+            "offline": offline_decode(ckpt, args.cache, samples=512),
+            "offline_with": {json.dumps(s): offline_decode(ckpt, args.cache, s, samples=512)
+                             for s in spec.get("offline_settings", {}).get(d, [])}}
     for d, settings in spec.get("solver_scan", {}).items():
         if ("base", d) not in configs:
             continue
