@@ -116,6 +116,22 @@ def closed_loop(ckpt: Path, out: Path, episodes: int, overrides: list[str]) -> d
             "wall_min": round(report["wall_s"] / 60, 1)}
 
 
+def offline(ckpt: Path, cache: Path, out: Path, setting: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """The offline screen of one checkpoint at one solver setting (512 held-out chunks, fixed
+    draws), kept under ``OUT/offline`` so a rerun computes only what is missing."""
+    from vla_eqm_train.evaluation.offline import offline_decode
+
+    tag = json.dumps(setting or {}, sort_keys=True, separators=(",", ":"))
+    path = out / "offline" / f"{ckpt.parent.name}__{tag}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    row = offline_decode(ckpt, cache, setting, samples=512)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row) + "\n")
+    return row
+
+
 def table(results: dict[str, Any]) -> str:
     """The study as markdown: one row per run, then the solver scan."""
     lines = ["| run | decoder | change | val_decode_mse | iterations | val_decode_mse, "
@@ -168,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-eval", action="store_true", help="offline screen only")
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
-    from vla_eqm_train.evaluation.offline import offline_decode
 
     spec = yaml.safe_load(args.spec.read_text())
     names = [n for n in spec["runs"] if not args.only or n in args.only.split(",")]
@@ -183,15 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = Path(configs[(n, d)]["out"])
         results["runs"][f"{n}_{d}"] = {
             "name": n, "decoder": d, "change": _change(spec["runs"][n]), "train": trained[(n, d)],
-            "offline": offline_decode(ckpt, args.cache, samples=512),
-            "offline_with": {json.dumps(s): offline_decode(ckpt, args.cache, s, samples=512)
+            "offline": offline(ckpt, args.cache, args.out),
+            "offline_with": {json.dumps(s): offline(ckpt, args.cache, args.out, s)
                              for s in spec.get("offline_settings", {}).get(d, [])}}
     for d, settings in spec.get("solver_scan", {}).items():
         if ("base", d) not in configs:
             continue
         for setting in settings:
-            row = offline_decode(Path(configs[("base", d)]["out"]), args.cache, setting,
-                                 samples=512)
+            row = offline(Path(configs[("base", d)]["out"]), args.cache, args.out, setting)
             results["solver_scan"].append({"decoder": d, "setting": json.dumps(setting), **row})
     if not args.no_eval:
         extra = spec.get("eval_settings", {})
