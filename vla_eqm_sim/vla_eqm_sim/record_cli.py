@@ -29,6 +29,7 @@ from typing import Any
 
 from vla_eqm_sim.instructions import INSTRUCTIONS
 from vla_eqm_sim.suites import add_task_arguments, expand
+from vla_eqm_sim.workers import add_worker_arguments
 
 
 def _split_list(values: list[str]) -> list[str]:
@@ -42,8 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="successful demonstrations wanted per task and seed")
     parser.add_argument("--max-attempts", type=int, default=None,
                         help="cap on expert attempts per task and seed (default 3 x --episodes)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="parallel recording processes (one task at a time each)")
+    add_worker_arguments(parser, 1, "one task at a time each")
     parser.add_argument("--seeds", "--seed", nargs="+", default=["0"], dest="seeds",
                         help="variation-set seeds: metaworld.MT1(task, seed=S) (default 0)")
     parser.add_argument("--variation-start", type=int, default=0,
@@ -69,9 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="record every attempt anew (default: resume, recording only what "
                              "is missing)")
-    parser.add_argument("--domain-base", type=int, default=None,
-                        help="worker k uses ROS_DOMAIN_ID 1 + (base + k) %% 200 (default base: "
-                             "ROS_DOMAIN_ID)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

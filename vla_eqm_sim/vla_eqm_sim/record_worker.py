@@ -111,32 +111,17 @@ def run_job(session: Any, job: dict[str, Any], emit) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from vla_eqm_sim.expert_session import RecordingError, RecordingSession
+    from vla_eqm_sim.workers import serve
 
     settings = json.loads((argv or sys.argv[1:])[0])
 
-    def emit(event: dict[str, Any]) -> None:
-        print(json.dumps(event), flush=True)
+    def start(job: dict[str, Any]) -> RecordingSession:
+        return RecordingSession(job["task"], settings["cameras"], settings["image_size"],
+                                settings["max_steps"], settings["control"],
+                                image_transport=settings["image_transport"],
+                                jpeg_quality=settings["jpeg_quality"], log_level="warn")
 
-    session = None
-    try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            job = json.loads(line)
-            if session is None:
-                session = RecordingSession(
-                    job["task"], settings["cameras"], settings["image_size"],
-                    settings["max_steps"], settings["control"],
-                    image_transport=settings["image_transport"],
-                    jpeg_quality=settings["jpeg_quality"], log_level="warn")
-            run_job(session, job, emit)
-    except (RecordingError, OSError, ValueError) as exc:
-        emit({"event": "error", "message": str(exc)})
-        return 1
-    finally:
-        if session is not None:
-            session.close()
-    return 0
+    return serve(start, run_job, (RecordingError, OSError, ValueError))
 
 
 if __name__ == "__main__":

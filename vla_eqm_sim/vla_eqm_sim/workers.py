@@ -20,6 +20,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 
+def add_worker_arguments(parser: Any, default: int, what: str) -> None:
+    """``--workers`` and ``--domain-base``, the same on every command that runs workers."""
+    parser.add_argument("--workers", type=int, default=default,
+                        help=f"parallel worker processes ({what})")
+    parser.add_argument("--domain-base", type=int, default=None,
+                        help="worker k uses ROS_DOMAIN_ID 1 + (base + k) %% 200 (default base: "
+                             "ROS_DOMAIN_ID)")
+
+
 def domain_base(explicit: int | None = None) -> int:
     """The base of the workers' domain ids: ``explicit``, else the caller's ``ROS_DOMAIN_ID``."""
     return explicit if explicit is not None else int(os.environ.get("ROS_DOMAIN_ID", "44"))
@@ -40,6 +49,36 @@ def worker_env(domain: int, threads: int = 1) -> dict[str, str]:
                 "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                 "OMP_NUM_THREADS": str(threads)})
     return env
+
+
+def emit(event: dict[str, Any]) -> None:
+    """One JSON line to the pool (a worker's stdout is the pool's channel)."""
+    print(json.dumps(event), flush=True)
+
+
+def serve(start: Callable[[dict[str, Any]], Any],
+          handle: Callable[[Any, dict[str, Any], Callable[[dict[str, Any]], None]], None],
+          errors: tuple[type[BaseException], ...] = (Exception,)) -> int:
+    """The worker side of ``JobPool``: jobs from stdin, one JSON line each; the session is
+    ``start(first job)`` (built once, closed at the end); ``handle(session, job, emit)`` runs a
+    job and emits its events, ending with ``job_done``. An exception of ``errors`` becomes an
+    ``error`` event naming it, and exit code 1."""
+    session = None
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            job = json.loads(line)
+            if session is None:
+                session = start(job)
+            handle(session, job, emit)
+    except errors as exc:
+        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return 1
+    finally:
+        if session is not None:
+            session.close()
+    return 0
 
 
 class WorkerError(RuntimeError):

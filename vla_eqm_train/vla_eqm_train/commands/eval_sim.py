@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from vla_eqm_sim.suites import add_task_arguments, expand
+from vla_eqm_sim.workers import add_worker_arguments
 from vla_eqm_train.evaluation.benchmark import markdown_table, suite_metrics
 
 DEFAULT_HELD_OUT_SEED = 1000
@@ -47,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_HELD_OUT_SEED,
                         help="variation-set seed (held out: demos use seed 0)")
     parser.add_argument("--variation-start", type=int, default=0, help="first variation index")
-    parser.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    add_worker_arguments(parser, 2, "one episode at a time each")
     parser.add_argument("--max-steps", type=int, default=None,
                         help=f"episode step limit (default: {SUITE_STEP_LIMIT} with --suite, the "
                              "MT50 protocol; 200 otherwise: the demos finish in <= 80 steps)")
@@ -63,8 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--expert only: contract for the bridge's cameras (default: the "
                              "Meta-World contract of vla_eqm_train)")
     parser.add_argument("--policy-seed", type=int, default=0, help="seed of the decoder noise")
-    parser.add_argument("--domain-base", type=int, default=None,
-                        help="worker k uses ROS_DOMAIN_ID base+k (default: from ROS_DOMAIN_ID)")
     g = parser.add_argument_group("decoder overrides")
     g.add_argument("--tau", type=float, help="EqM residual threshold")
     g.add_argument("--k-max", type=int, help="EqM iteration cap")

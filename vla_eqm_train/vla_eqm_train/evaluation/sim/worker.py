@@ -147,31 +147,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     from vla_eqm_ros.nodes.runtime import require_loopback
+    from vla_eqm_sim.workers import serve
 
     require_loopback()
     settings = json.loads(argv[0])
-    session = None
 
-    def emit(event: dict[str, Any]) -> None:
-        print(json.dumps(event), flush=True)
+    def handle(session: EvalSession, job: dict[str, Any], emit) -> None:
+        for task, variation, seed in job["episodes"]:
+            emit({"event": "episode", **session.episode(task, variation, seed)})
+        emit({"event": "job_done"})
 
-    try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            job = json.loads(line)
-            if session is None:
-                session = EvalSession(settings, job["episodes"][0][0])
-            for task, variation, seed in job["episodes"]:
-                emit({"event": "episode", **session.episode(task, variation, seed)})
-            emit({"event": "job_done"})
-    except Exception as exc:  # reported to the parent, which names the worker
-        emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
-        return 1
-    finally:
-        if session is not None:
-            session.close()
-    return 0
+    # any failure is reported to the parent, which names the worker
+    return serve(lambda job: EvalSession(settings, job["episodes"][0][0]), handle)
 
 
 if __name__ == "__main__":
