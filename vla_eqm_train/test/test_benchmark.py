@@ -47,9 +47,7 @@ def test_the_markdown_puts_our_rows_beside_the_published_ones_with_their_source(
 
 
 def test_bench_mt50_rewrites_only_the_readme_block_between_its_markers(tmp_path):
-    spec = importlib.util.spec_from_file_location("mt50_bench", ROOT / "bench" / "mt50.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_bench("mt50")
     row = {"checkpoint": "/x/mt50_eqm", "group_success": {"easy": 0.9}, "group_mean": 0.9,
            "episode_mean": 0.9, "episodes_run": 280, "step_limit": 500, "variation_seed": 1000}
     results = {"date": "2026-12-02", "command": "python bench/mt50.py", "decoders": {"eqm": row}}
@@ -63,3 +61,30 @@ def test_bench_mt50_rewrites_only_the_readme_block_between_its_markers(tmp_path)
     readme.write_text("no markers\n")
     with pytest.raises(SystemExit, match="markers"):
         bench.write_readme(results, readme)
+
+
+def _load_bench(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_study_run_is_the_base_recipe_plus_its_lever_and_the_baseline_gets_no_eqm_lever(
+        tmp_path):
+    import yaml
+
+    study = _load_bench("recipe_study")
+    spec = yaml.safe_load(study.SPEC.read_text())
+    base = yaml.safe_load((ROOT / spec["base_config"]).read_text())
+    h50 = study.run_config(spec, "h50", "fm", tmp_path / "cache", tmp_path)
+    assert h50["model"] == {**base["model"], "horizon": 50} and h50["decoder"] == "fm"
+    assert h50["steps"] == spec["train"]["steps"] and h50["threads"] == 1
+    assert h50["policy"]["solver"] == base["policy"]["solver"]  # merged, not replaced
+    energy = study.run_config(spec, "energy_dot", "eqm", tmp_path / "cache", tmp_path)
+    assert energy["policy"]["eqm"] == {"energy": "dot"}
+    assert energy["out"] == str(tmp_path / "runs" / "energy_dot_eqm" / "ckpt")
+    for name, entry in spec["runs"].items():  # every lever names only decoders it can change
+        assert set(entry["decoders"]) <= {"eqm", "fm"}, name
+        if "eqm" in entry.get("policy", {}):
+            assert entry["decoders"] == ["eqm"], name
