@@ -34,7 +34,7 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides (e.g. horizon)
     policy: dict[str, Any] = field(default_factory=dict)  # PolicyConfig overrides (solver, ...)
     steps: int = 3000  # optimizer steps
-    batch_size: int = 64  # observations per step (per process under torchrun)
+    batch_size: int = 64  # observations per step: the global batch (torchrun ranks split it)
     repeats: int = 4  # (noise, gamma/t) draws per observation against one prefix encoding
     lr: float = 3e-4  # AdamW peak learning rate
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
