@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import subprocess
 import sys
 import time
@@ -27,15 +26,10 @@ from typing import Any
 
 import yaml
 
+from vla_eqm_sim.workers import domain_base, worker_domain, worker_env
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "bench" / "recipe_study.yaml"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"OMP_NUM_THREADS": "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    return env
 
 
 def run_config(spec: dict[str, Any], name: str, decoder: str, cache: Path, out: Path
@@ -71,7 +65,8 @@ def train(cfg: dict[str, Any]) -> dict[str, Any]:
         if (run_dir / "train_state.pt").is_file():
             command.append("--resume")
         with open(run_dir.parent / "train.log", "a") as log:
-            proc = subprocess.run(command, env=_env(), stdout=log, stderr=log, cwd=ROOT)
+            proc = subprocess.run(command, env=worker_env(worker_domain(domain_base(), 0)),
+                                  stdout=log, stderr=log, cwd=ROOT)
         if proc.returncode != 0:
             raise RuntimeError(f"training {ckpt} failed; see {run_dir.parent / 'train.log'}")
     prov = _provenance(ckpt)
@@ -96,17 +91,20 @@ def _param_count(ckpt: Path) -> int:
     return int(sum(t.numel() for t in load_file(ckpt / "model.safetensors").values()))
 
 
-def closed_loop(ckpt: Path, out: Path, episodes: int, overrides: list[str]) -> dict[str, Any]:
-    """MT10 success and iterations of one checkpoint (``vla-eqm eval-sim``), reused if present."""
+def closed_loop(ckpt: Path, out: Path, episodes: int, overrides: list[str], index: int
+                ) -> dict[str, Any]:
+    """MT10 success and iterations of one checkpoint (``vla-eqm eval-sim``), reused if present;
+    ``index`` gives concurrent evaluations their own ROS domains."""
     tag = "".join(f"_{o.lstrip('-')}" for o in overrides)
     path = out / "eval" / f"{ckpt.parent.name}{tag}.json"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "vla_eqm_train.cli", "eval-sim", "--checkpoint",
                    str(ckpt), "--suite", "mt10", "--episodes", str(episodes), "--workers", "1",
-                   "--max-steps", "200", "--json", str(path), "--no-progress", *overrides]
-        env = {**_env(), "ROS_DOMAIN_ID": str(30 + abs(hash(path.name)) % 60)}
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+                   "--max-steps", "200", "--json", str(path), "--no-progress",
+                   "--domain-base", str(domain_base() + 1 + index), *overrides]
+        proc = subprocess.run(command, env=worker_env(worker_domain(domain_base(), 0)),
+                              capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0 or not path.is_file():
             raise RuntimeError(f"eval-sim {ckpt} failed: {proc.stderr[-2000:]}")
     report = json.loads(path.read_text())
@@ -212,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         evals = [(n, d, flags) for n, d in jobs if spec["runs"][n].get("eval")
                  for flags in [[], *extra.get(d, [])]]
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-            loops = list(pool.map(lambda j: closed_loop(Path(configs[j[:2]]["out"]), args.out,
-                                                        args.eval_episodes, j[2]), evals))
+            loops = list(pool.map(lambda ij: closed_loop(Path(configs[ij[1][:2]]["out"]),
+                                                         args.out, args.eval_episodes, ij[1][2],
+                                                         ij[0]), enumerate(evals)))
         for (n, d, flags), loop in zip(evals, loops, strict=True):
             key = f"{n}_{d}"
             if flags:
