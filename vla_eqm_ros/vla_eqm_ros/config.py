@@ -24,6 +24,7 @@ ENERGIES = ("none", "dot", "l2")
 BACKBONES = ("small", "paligemma")
 WARM_START_MODES = ("none", "copy", "shifted")
 WARM_START_TAILS = ("noise", "hold")
+RL_METHODS = ("none", "residual", "steer")
 NORMALIZATION_MODES = ("zscore", "quantile", "identity")
 
 
@@ -192,6 +193,34 @@ class NormalizationConfig:
 
 
 @dataclass(frozen=True)
+class RLConfig:
+    """A small head fine-tuned with online RL (``vla-eqm rl``, docs/rl.md) over a frozen decoder.
+
+    Its weights live in ``model.safetensors`` under ``rl_head.``; this section says how they act.
+    ``residual``: a correction of the first ``rows`` rows of the solved chunk (the rows that
+    execute before the next solve), so the solver, its tau stop and the warm start (which reuses
+    the solver's own output) are untouched. ``steer``: an offset of the solver's initial iterate
+    over all H rows (noise-space steering, as DSRL does for diffusion). Deployment uses the
+    head's mean; the standard deviation is only drawn from during RL rollouts.
+    """
+
+    method: str = "none"  # none | residual | steer
+    rows: int = 0  # chunk rows it acts on (residual: the execute_steps of its training; steer: H)
+    hidden: int = 128  # width of the actor's and the critic's two hidden layers
+    scale: float = 1.0  # |mean| <= scale (tanh), in normalized action units
+    init_std: float = 0.3  # exploration standard deviation at the start of RL
+
+    def __post_init__(self) -> None:
+        _choice("rl.method", self.method, RL_METHODS)
+        _check(self.rows >= 0, f"rl.rows must be >= 0, got {self.rows}")
+        _check(self.hidden > 0, f"rl.hidden must be > 0, got {self.hidden}")
+        _check(math.isfinite(self.scale) and self.scale > 0,
+               f"rl.scale must be > 0, got {self.scale}")
+        _check(math.isfinite(self.init_std) and self.init_std > 0,
+               f"rl.init_std must be > 0, got {self.init_std}")
+
+
+@dataclass(frozen=True)
 class PolicyConfig:
     """Everything a checkpoint needs to rebuild and serve the policy."""
 
@@ -202,6 +231,7 @@ class PolicyConfig:
     solver: SolverConfig = field(default_factory=SolverConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    rl: RLConfig = field(default_factory=RLConfig)  # an RL-fine-tuned head, if any (docs/rl.md)
     execute_steps: int = 4  # actions executed from each chunk before replanning (1..H)
     control_period: float = 0.05  # s between two executed actions (>0)
     action_names: tuple[str, ...] = ()  # names of the d action dims (empty = unnamed)
@@ -216,6 +246,9 @@ class PolicyConfig:
         _check(1 <= self.execute_steps <= self.model.horizon,
                f"execute_steps must be in [1, H={self.model.horizon}], got {self.execute_steps}")
         _check(self.control_period > 0, f"control_period must be > 0, got {self.control_period}")
+        _check(self.rl.method == "none" or 1 <= self.rl.rows <= self.model.horizon,
+               f"rl.rows must be in [1, H={self.model.horizon}] with an RL head, "
+               f"got {self.rl.rows}")
         _check(not self.action_names or len(self.action_names) == self.model.action_dim,
                f"{len(self.action_names)} action_names for action_dim {self.model.action_dim}")
         _check(not self.state_names or len(self.state_names) == self.model.state_dim,
@@ -256,7 +289,7 @@ def _plain(value: Any) -> Any:
 
 _NESTED: dict[str, type] = {
     "model": ModelConfig, "eqm": EqMConfig, "fm": FMConfig, "solver": SolverConfig,
-    "warm_start": WarmStartConfig, "normalization": NormalizationConfig,
+    "warm_start": WarmStartConfig, "normalization": NormalizationConfig, "rl": RLConfig,
 }
 
 

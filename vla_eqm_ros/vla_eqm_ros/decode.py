@@ -233,6 +233,11 @@ class ObservationAssembler:
             return topic
         raise DecodeError(f"topic {topic!r} is not in the contract")
 
+    @property
+    def topics(self) -> set[str]:
+        """The topics this assembler decodes (cameras, state sources and the goal)."""
+        return {*self._cameras, *self._states, self.contract.goal.topic}
+
     def window_s(self) -> float:
         """How far back a sample can still matter: the largest maximum age plus the skew allowed
         between inputs (an older sample is stale, or too far from any fresh partner)."""

@@ -26,6 +26,7 @@ from vla_eqm_ros.backbone import build_prefix_encoder
 from vla_eqm_ros.config import PolicyConfig
 from vla_eqm_ros.normalization import Normalizer
 from vla_eqm_ros.objectives import eqm_loss, fm_loss
+from vla_eqm_ros.rl_head import RLHead
 
 
 @dataclass
@@ -51,6 +52,8 @@ class PI0EqMModel(nn.Module):
         self.expert = ActionExpert(m, timed=config.decoder == "fm")
         self.action_normalizer = Normalizer(m.action_dim, config.normalization.action)
         self.state_normalizer = Normalizer(m.state_dim, config.normalization.state)
+        # an RL-fine-tuned head (config.rl, docs/rl.md); absent in supervised checkpoints
+        self.rl_head = RLHead(config) if config.rl.method != "none" else None
 
     # ------------------------------------------------------------------------------- inference
 

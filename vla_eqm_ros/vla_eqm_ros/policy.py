@@ -30,6 +30,17 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default_
 
 
 @dataclass
+class RLStep:
+    """What the RL head did in one decode (``config.rl``): its input features, the flat action
+    it took, that action's log probability and the critic's value; RL rollouts collect these."""
+
+    features: np.ndarray
+    action: np.ndarray
+    log_prob: float
+    value: float
+
+
+@dataclass
 class DecodeRecord:
     """What one decode did; mirrors vla_eqm_msgs/DecoderStatus field for field."""
 
@@ -85,6 +96,9 @@ class Policy:
         self._horizon: RecedingHorizon | None = None  # select_action's executor, on first use
         self._goal: str | None = None
         self.last_record: DecodeRecord | None = None
+        # RL rollouts set a generator: the head then draws around its mean (deployment: None)
+        self.exploration: torch.Generator | None = None
+        self.last_rl: RLStep | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
@@ -136,7 +150,7 @@ class Policy:
 
     def _decode(self, batch: dict[str, Any], cfg: PolicyConfig, x0: torch.Tensor | None,
                 warm: bool, steps_executed: int | None
-                ) -> tuple[torch.Tensor, SolveResult, bool, float]:
+                ) -> tuple[torch.Tensor, SolveResult, bool, float, RLStep | None]:
         # inference_mode, the fastest, except for EqM-E: its field is an autograd gradient.
         energy = cfg.decoder == "eqm" and cfg.eqm.energy != "none"
         with torch.inference_mode(not energy), torch.no_grad():
@@ -144,7 +158,7 @@ class Policy:
 
     def _decode_inner(self, batch: dict[str, Any], cfg: PolicyConfig, x0: torch.Tensor | None,
                       warm: bool, steps_executed: int | None
-                      ) -> tuple[torch.Tensor, SolveResult, bool, float]:
+                      ) -> tuple[torch.Tensor, SolveResult, bool, float, RLStep | None]:
         t0 = time.perf_counter()
         prefix = self.model.encode_prefix(batch)
         prefix_ms = (time.perf_counter() - t0) * 1e3
@@ -154,17 +168,34 @@ class Policy:
                              generator=self._generator)
         x0 = x0.to(self.device)
         used = False
+        if cfg.decoder == "eqm" and warm:
+            x0, used = init_chunk(self.warm_start, cfg.warm_start, x0, steps_executed)
+        head, rl = self.model.rl_head, None
+        if head is not None and head.method == "steer":  # the initial iterate, warm or cold
+            offset, rl = self._rl_act(head.features(prefix.tokens), m.horizon)
+            x0 = x0 + offset
         if cfg.decoder == "eqm":
-            if warm:
-                x0, used = init_chunk(self.warm_start, cfg.warm_start, x0, steps_executed)
             s = cfg.solver
             res = eqm_solve(lambda a: self.model.field(a, prefix), x0, step_size=s.step_size,
                             momentum=s.momentum, tau=s.tau, k_max=s.k_max,
                             deadline_s=s.deadline_ms / 1e3 if s.deadline_ms > 0 else None)
         else:
             res = fm_integrate(lambda x, t: self.model.field(x, prefix, t), x0, cfg.fm.steps)
-        actions = self.model.action_normalizer.unnormalize(res.actions)
-        return actions, res, used, prefix_ms
+        solved = res.actions  # what the warm start reuses: the solver's own output
+        if head is not None and head.method == "residual":
+            offset, rl = self._rl_act(head.features(prefix.tokens, solved), m.horizon)
+            solved = solved + offset
+        actions = self.model.action_normalizer.unnormalize(solved)
+        return actions, res, used, prefix_ms, rl
+
+    def _rl_act(self, features: torch.Tensor, horizon: int) -> tuple[torch.Tensor, RLStep]:
+        head = self.model.rl_head
+        assert head is not None
+        flat, log_prob, value = head.act(features, self.exploration)
+        step = RLStep(features=features[0].cpu().numpy().copy(),
+                      action=flat[0].cpu().numpy().copy(), log_prob=float(log_prob[0]),
+                      value=float(value[0]))
+        return head.offset(flat, horizon), step
 
     def predict_action_chunk(self, obs: Observation, steps_executed: int | None = None
                              ) -> tuple[np.ndarray, DecodeRecord]:
@@ -180,7 +211,8 @@ class Policy:
             self.warm_start.reset()
             self._goal = obs.goal
         batch = self.observation_batch([obs])
-        actions, res, used, prefix_ms = self._decode(batch, cfg, None, True, steps_executed)
+        actions, res, used, prefix_ms, self.last_rl = self._decode(batch, cfg, None, True,
+                                                                   steps_executed)
         if not bool(torch.isfinite(actions).all()):
             self.warm_start.reset()
             raise RuntimeError(f"decoder produced non-finite actions ({res.stop_reason[0]}, "
@@ -198,7 +230,7 @@ class Policy:
         """
         cfg = self._config
         batch = self.observation_batch(observations)
-        actions, res, _, prefix_ms = self._decode(batch, cfg, noise, False, None)
+        actions, res, _, prefix_ms, _ = self._decode(batch, cfg, noise, False, None)
         recs = [_record(cfg, res, i, False, prefix_ms, res.solve_ms)
                 for i in range(len(observations))]
         return actions.cpu().numpy().astype(np.float32), recs

@@ -87,13 +87,45 @@ class WorkerError(RuntimeError):
 
 class JobPool:
     """``n`` processes of ``python -m module ARG``, each fed one job at a time from a shared
-    queue, so a slow job (a hard task, a long episode) never leaves another worker idle."""
+    queue, so a slow job (a hard task, a long episode) never leaves another worker idle.
+
+    Used as a context manager, the processes outlive one ``run`` and serve the next (RL runs one
+    batch of rollouts per iteration; a worker's start-up, its model and simulator, is paid once).
+    """
 
     def __init__(self, module: str, n: int, arg: str = "", base: int | None = None) -> None:
         self.module = module
         self.n = n
         self.arg = arg
         self.base = domain_base(base)
+        self._procs: dict[int, subprocess.Popen] = {}
+        self._keep = False
+
+    def __enter__(self) -> JobPool:
+        self._keep = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._keep = False
+        for k in list(self._procs):
+            self._close(k)
+
+    def _proc(self, k: int) -> subprocess.Popen:
+        if k not in self._procs or self._procs[k].poll() is not None:
+            self._procs[k] = subprocess.Popen(
+                [sys.executable, "-m", self.module, self.arg], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, bufsize=1,
+                env=worker_env(worker_domain(self.base, k)))
+        return self._procs[k]
+
+    def _close(self, k: int) -> None:
+        proc = self._procs.pop(k)
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
     def run(self, jobs: Iterable[dict[str, Any]],
             on_event: Callable[[dict[str, Any]], None]) -> list[str]:
@@ -107,17 +139,15 @@ class JobPool:
         stop = threading.Event()
 
         def serve(k: int) -> None:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, self.arg], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, text=True, bufsize=1,
-                env=worker_env(worker_domain(self.base, k)))
-            assert proc.stdin is not None and proc.stdout is not None
+            failed = False
             try:
                 while not stop.is_set():
                     try:
                         job = todo.get_nowait()
                     except queue.Empty:
                         break
+                    proc = self._proc(k)
+                    assert proc.stdin is not None and proc.stdout is not None
                     proc.stdin.write(json.dumps(job) + "\n")
                     proc.stdin.flush()
                     for line in proc.stdout:
@@ -132,15 +162,13 @@ class JobPool:
                                           f"{job}")
                     if event.get("event") == "error":
                         raise WorkerError(f"worker {k}: {event.get('message')}")
-            except WorkerError as exc:
+            except (WorkerError, OSError) as exc:
                 errors.append(str(exc))
+                failed = True
                 stop.set()
             finally:
-                proc.stdin.close()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                if k in self._procs and (failed or not self._keep):
+                    self._close(k)
                 events.put(None)
 
         threads = [threading.Thread(target=serve, args=(k,), daemon=True) for k in range(self.n)]

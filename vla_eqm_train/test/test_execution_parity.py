@@ -1,4 +1,5 @@
-"""The node users launch and the eval-sim client command the same actions on the same episodes.
+"""The node users launch, the eval-sim client and the RL rollouts command the same actions on the
+same episodes.
 
 Both run the shipped checkpoint in closed loop on the lockstep Meta-World bridge, over real DDS:
 the policy node through ``vla-eqm demo``'s bring-up (``trigger: observation``, sim time), and the
@@ -7,6 +8,9 @@ with the same seed, so every action the simulator executes must agree; the obser
 then the same too (lockstep: the sim only moves on a command). Two episodes, because the second
 one starts at the stamp the first ended on: before the reset fix, the node paired that first frame
 with the previous episode's last state and scored 0/20 on pick-place where the client scored 7/20.
+
+The third path is ``vla-eqm rl``'s rollout worker: the simulator without DDS
+(``vla_eqm_sim.direct``) and a fresh RL head, whose mean is zero, so it must act as its parent.
 
 Each path runs in a process of its own, on a DDS domain of its own, so neither can hear the other
 (or a node an earlier test left behind).
@@ -39,6 +43,15 @@ if path.endswith("node.json"):
     from vla_eqm_train.demo.run import run_demo
     summary = run_demo(None, [task], 2, steps, seed, emit=lambda _line: None)
     info = {"episodes": summary["episodes"], "holds": summary["holds"]}
+elif path.endswith("direct.json"):
+    from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
+    from vla_eqm_train.rl.rollout import run_episode
+    from vla_eqm_train.rl.worker import RolloutSession
+    session = RolloutSession({"checkpoint": str(DEFAULT_CHECKPOINT), "max_steps": steps,
+                              "first_task": task, "seed": 0,
+                              "rl": {"method": "residual", "rows": 4}})
+    traces = [run_episode(session.sim, session.policy, task, v, seed) for v in (0, 1)]
+    info = {"steps": [t.steps for t in traces], "decisions": [len(t.rewards) for t in traces]}
 else:
     from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
     from vla_eqm_train.evaluation.sim.worker import run_worker
@@ -67,4 +80,15 @@ def test_the_node_and_the_eval_client_execute_the_same_actions(ros_env, tmp_path
     assert client["errors"] == ["", ""], client
     assert len(node["executed"]) == len(client["executed"]) == 2 * STEPS
     np.testing.assert_allclose(np.array(node["executed"]), np.array(client["executed"]),
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.timeout(600)
+def test_the_rl_rollouts_without_dds_execute_what_the_eval_client_executes(ros_env, tmp_path):
+    base = int(ros_env["ROS_DOMAIN_ID"])
+    direct = _run(ros_env, tmp_path, "direct", (base + 171) % 230 or 3)
+    client = _run(ros_env, tmp_path, "client", (base + 151) % 230 or 2)
+    assert direct["steps"] == [STEPS, STEPS] and len(client["executed"]) == 2 * STEPS
+    assert all(d >= STEPS // 4 for d in direct["decisions"])  # one decision per decode
+    np.testing.assert_allclose(np.array(direct["executed"]), np.array(client["executed"]),
                                rtol=0, atol=1e-6)

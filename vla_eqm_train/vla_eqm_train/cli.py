@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "replay rosbag2 files through a checkpoint and report"),
     "contract": ("vla_eqm_train.commands.contract",
                  "write a contract skeleton from a bag (init); validate one on bags (check)"),
+    "rl": ("vla_eqm_train.commands.rl",
+           "online RL fine-tuning of a checkpoint in simulation (PPO on a small head)"),
     "demo": ("vla_eqm_train.commands.demo",
              "closed-loop EqM demo: sim bridge + policy node over ROS 2"),
 }

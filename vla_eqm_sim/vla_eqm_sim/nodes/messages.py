@@ -1,6 +1,7 @@
 """numpy -> ROS message builders for the sim bridge (no rclpy; message packages only).
 
-Kept apart from the node so the recorder, the bench and the tests build byte-identical messages.
+Kept apart from the node so the recorder, the bench, the tests and the DDS-free rollouts of
+``vla_eqm_sim.direct`` build byte-identical messages.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from vla_eqm_ros.images import encode_compressed
 from vla_eqm_sim.backend import EpisodeId, StepResult
 
 WORLD_FRAME = "world"
+SIM_TIME_ORIGIN_NS = 1_000_000_000  # lockstep sim time starts at 1 s: 0 means "no time yet" to ROS
 
 
 def stamp_from_ns(ns: int) -> Time:
@@ -77,6 +79,30 @@ def pose_msg(position: np.ndarray, quat_xyzw: np.ndarray, stamp: Time) -> PoseSt
     o = msg.pose.orientation
     o.x, o.y, o.z, o.w = (float(v) for v in quat_xyzw)
     return msg
+
+
+def observation_msgs(backend, cameras: list[str], image_size: int, transport: str,
+                     jpeg_quality: int, stamp: Time) -> dict[str, object]:
+    """What a robot publishes for the backend's current step, by topic (relative names, as the
+    bridge advertises them): one image per camera on the transport, joint states, the ee pose.
+    The sim bridge publishes exactly these; ``direct.DirectSim`` decodes them without DDS."""
+    frames = backend.render(cameras, (image_size, image_size))
+    out: dict[str, object] = {}
+    for cam, frame in frames.items():
+        if transport == "compressed":
+            msg: object = compressed_image_msg(frame, stamp, cam, jpeg_quality)
+        else:
+            msg = image_msg(frame, stamp, cam)
+        out[camera_topic(cam, transport)] = msg
+    out["joint_states"] = joint_state_msg(
+        backend.joint_names, backend.joint_positions(), backend.joint_velocities(), stamp)
+    out["ee_pose"] = pose_msg(*backend.ee_pose(), stamp)
+    return out
+
+
+def camera_topic(camera: str, transport: str) -> str:
+    """The bridge's (relative) topic for ``camera`` on ``transport`` (image_transport naming)."""
+    return f"camera/{camera}/image_raw" + ("/compressed" if transport == "compressed" else "")
 
 
 def episode_status_msg(

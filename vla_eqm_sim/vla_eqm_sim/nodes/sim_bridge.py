@@ -47,7 +47,7 @@ from vla_eqm_sim.nodes import messages
 from vla_eqm_sim.nodes.bridge_params import BridgeParams, declare_bridge_params
 from vla_eqm_sim.trajectory import TrajectoryPoints, sample_trajectory
 
-SIM_TIME_ORIGIN_NS = 1_000_000_000  # sim time starts at 1 s: 0 means "no time yet" to ROS
+SIM_TIME_ORIGIN_NS = messages.SIM_TIME_ORIGIN_NS
 
 
 class SimBridge(Node):
@@ -95,9 +95,8 @@ class SimBridge(Node):
                 raise ValueError(f"unknown camera {cam!r}; known: {self.backend.cameras}")
         compressed = p.image_transport == "compressed"
         self._image_pubs = {
-            cam: self.create_publisher(
-                CompressedImage if compressed else Image,
-                f"camera/{cam}/image_raw" + ("/compressed" if compressed else ""), image_qos)
+            cam: self.create_publisher(CompressedImage if compressed else Image,
+                                       messages.camera_topic(cam, p.image_transport), image_qos)
             for cam in p.cameras
         }
         self._joint_pub = self.create_publisher(JointState, "joint_states", reliable)
@@ -311,20 +310,14 @@ class SimBridge(Node):
         if self._clock_pub is not None:
             self._clock_pub.publish(Clock(clock=stamp))
         t0 = time.perf_counter()
-        frames = self.backend.render(p.cameras, (p.image_size, p.image_size))
+        msgs = messages.observation_msgs(self.backend, p.cameras, p.image_size, p.image_transport,
+                                         p.jpeg_quality, stamp)
         t1 = time.perf_counter()
-        for cam, frame in frames.items():
-            if p.image_transport == "compressed":
-                msg = messages.compressed_image_msg(frame, stamp, cam, p.jpeg_quality)
-            else:
-                msg = messages.image_msg(frame, stamp, cam)
-            self._image_pubs[cam].publish(msg)
+        for cam, pub in self._image_pubs.items():
+            pub.publish(msgs[messages.camera_topic(cam, p.image_transport)])
+        self._joint_pub.publish(msgs["joint_states"])
+        self._pose_pub.publish(msgs["ee_pose"])
         b = self.backend
-        joints = messages.joint_state_msg(
-            b.joint_names, b.joint_positions(), b.joint_velocities(), stamp
-        )
-        self._joint_pub.publish(joints)
-        self._pose_pub.publish(messages.pose_msg(*b.ee_pose(), stamp))
         self._status_pub.publish(
             messages.episode_status_msg(
                 b.episode, b.instruction, b.step_count, self._last_result, self._episode_return,

@@ -1,0 +1,117 @@
+"""The RL head in the policy: a fresh head changes nothing, its mean acts where config.rl says,
+exploration is a seeded Gaussian whose log probability is reported, and it round-trips through a
+checkpoint (the node and eval-sim load RL checkpoints like any other)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vla_eqm_ros.checkpoint import load_checkpoint, save_checkpoint
+from vla_eqm_ros.config import PolicyConfig, RLConfig, get_preset
+from vla_eqm_ros.model import PI0EqMModel
+from vla_eqm_ros.observation import Observation
+from vla_eqm_ros.policy import Policy
+from vla_eqm_ros.rl_head import attach_rl_head
+
+
+def _model(method: str | None = None) -> PI0EqMModel:
+    torch.manual_seed(0)
+    model = PI0EqMModel(get_preset("debug"))
+    if method:
+        cfg = model.config
+        rows = cfg.execute_steps if method == "residual" else cfg.model.horizon
+        attach_rl_head(model, RLConfig(method=method, rows=rows))
+    return model
+
+
+def _obs(model: PI0EqMModel, t: float) -> Observation:
+    cam = model.config.model.cameras[0]
+    img = np.full((cam.height, cam.width, 3), int(100 + 50 * np.sin(t)), dtype=np.uint8)
+    return Observation(images={cam.name: img}, state=np.array([np.cos(t), np.sin(t), 0, 1]),
+                       goal="press the button", stamp=t)
+
+
+def _chunks(policy: Policy, n: int = 3) -> list[np.ndarray]:
+    policy.reset()
+    return [policy.predict_action_chunk(_obs(policy.model, 0.1 * i))[0] for i in range(n)]
+
+
+@pytest.mark.parametrize("method", ["residual", "steer"])
+def test_a_fresh_head_decodes_exactly_as_its_parent(method):
+    parent = Policy(_model(), seed=0)
+    child_model = _model()
+    child_model.load_state_dict(parent.model.state_dict())
+    child = Policy(attach_rl_head(child_model, RLConfig(
+        method=method, rows=2 if method == "residual" else 8)), seed=0)
+    for a, b in zip(_chunks(parent), _chunks(child), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert child.last_rl is not None
+    assert child.last_rl.action.shape == (child.model.rl_head.out_dim,)
+    assert not child.last_rl.action.any()  # the mean of a fresh head is zero
+
+
+def test_the_residual_corrects_only_the_executed_rows_and_leaves_the_warm_start_alone():
+    model = _model("residual")
+    torch.nn.init.constant_(model.rl_head.actor[-1].bias, 0.5)
+    ref = _model()
+    ref.load_state_dict({k: v for k, v in model.state_dict().items()
+                         if not k.startswith("rl_head.")})
+    with_head, without = Policy(model, seed=0), Policy(ref, seed=0)
+    a, b = _chunks(with_head, 1)[0], _chunks(without, 1)[0]
+    rows = model.config.rl.rows
+    assert np.abs(a[:rows] - b[:rows]).min() > 0  # the executed rows moved
+    np.testing.assert_array_equal(a[rows:], b[rows:])  # the rest is the solver's
+    # the warm start reuses the solver's own chunk, not the corrected one
+    torch.testing.assert_close(with_head.warm_start.previous, without.warm_start.previous)
+
+
+def test_steering_moves_the_initial_iterate_and_so_the_solution():
+    model = _model("steer")
+    torch.nn.init.constant_(model.rl_head.actor[-1].bias, 1.0)
+    ref = _model()
+    ref.load_state_dict({k: v for k, v in model.state_dict().items()
+                         if not k.startswith("rl_head.")})
+    a, b = _chunks(Policy(model, seed=0), 1)[0], _chunks(Policy(ref, seed=0), 1)[0]
+    assert np.abs(a - b).max() > 1e-4
+
+
+def test_exploration_draws_around_the_mean_and_reports_the_draws_log_probability():
+    policy = Policy(_model("residual"), seed=0)
+    gen = torch.Generator()
+    gen.manual_seed(3)
+    policy.exploration = gen
+    policy.reset()
+    policy.predict_action_chunk(_obs(policy.model, 0.0))
+    step = policy.last_rl
+    head = policy.model.rl_head
+    assert step is not None and np.abs(step.action).max() > 0  # a draw, not the zero mean
+    with torch.no_grad():
+        logp = head.log_prob(torch.as_tensor(step.features)[None],
+                             torch.as_tensor(step.action)[None])
+    assert float(logp[0]) == pytest.approx(step.log_prob, rel=1e-5)
+    policy.exploration = None  # deployment: the mean again
+    policy.predict_action_chunk(_obs(policy.model, 0.1))
+    assert not policy.last_rl.action.any()
+
+
+def test_an_rl_checkpoint_round_trips_bit_exactly(tmp_path):
+    model = _model("residual")
+    torch.nn.init.normal_(model.rl_head.actor[-1].weight)
+    save_checkpoint(tmp_path / "ck", model)
+    cfg, loaded = load_checkpoint(tmp_path / "ck")
+    assert cfg.rl == model.config.rl and loaded.rl_head is not None
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_bad_rl_settings_are_refused_with_the_key_named():
+    with pytest.raises(ValueError, match="rl.method"):
+        RLConfig(method="dsrl")
+    with pytest.raises(ValueError, match="rl.rows"):
+        PolicyConfig(rl=RLConfig(method="residual", rows=0))
+    with pytest.raises(ValueError, match="rl.init_std"):
+        RLConfig(method="steer", rows=4, init_std=0.0)
+    with pytest.raises(ValueError, match="needs rl.method"):
+        attach_rl_head(_model(), RLConfig())
