@@ -173,3 +173,24 @@ def test_model_forward_gives_a_training_loss():
     batch["actions"] = torch.zeros(2, 8, 4)
     loss, metrics = policy.model_forward(batch)
     assert torch.isfinite(loss) and metrics["loss"] > 0
+
+
+def test_the_frozen_warm_start_commits_to_the_previous_plan_for_its_frozen_rows():
+    policy = _policy(warm_start="frozen", warm_start_frozen_rows=2, tau=0.0, k_max=5)
+    first, _ = policy.predict_action_chunk(_obs(policy, 0.0))
+    second, rec = policy.predict_action_chunk(_obs(policy, 0.3), steps_executed=2)
+    assert rec.warm_start_used and rec.warm_start == "frozen"
+    np.testing.assert_array_equal(second[:2], first[2:4])  # held fixed through the solve
+    assert np.abs(second[2:4] - first[4:6]).max() > 0  # the free reused rows were solved
+
+
+def test_a_tau_per_goal_applies_to_that_goal_and_the_global_tau_to_the_rest():
+    policy = _policy(tau=0.05, tau_by_goal=[f"0.7={GOAL}", "0.2=open the drawer"])
+    _, rec = policy.predict_action_chunk(_obs(policy, 0.0))
+    assert rec.tau == pytest.approx(0.7)
+    _, rec = policy.predict_action_chunk(_obs(policy, 0.0, goal="something else"))
+    assert rec.tau == pytest.approx(0.05)
+    _, recs = policy.predict_batch([_obs(policy, 0.0), _obs(policy, 0.0, goal="open the drawer")])
+    assert [r.tau for r in recs] == pytest.approx([0.7, 0.2])
+    with pytest.raises(ValueError, match="TAU=GOAL"):
+        policy.update_solver(tau_by_goal=["press the button"])

@@ -50,6 +50,18 @@ def test_tau_and_k_max_set_by_a_remote_client_show_up_in_the_next_decoder_status
     assert running.node.get_parameter("log10_tau").value == pytest.approx(math.log10(0.5))
 
 
+def test_a_tau_per_goal_set_live_applies_to_its_goal_only(running):
+    results = set_remote(running, tau=0.05, tau_by_goal=["0.9=press the button",
+                                                         "0.01=open the drawer"])
+    assert all(r.successful for r in results)
+    # the node's goal is "press the button": its own entry wins over the global tau
+    assert running.wait_for(lambda: any(s.tau == pytest.approx(0.9) for s in running.statuses))
+    bad = set_remote(running, tau_by_goal=["fast=press the button"])
+    assert not bad[0].successful and "TAU=GOAL" in bad[0].reason
+    assert all(r.successful for r in set_remote(running, tau_by_goal=["0.3=someone else"]))
+    assert running.wait_for(lambda: running.statuses[-1].tau == pytest.approx(0.05))
+
+
 def test_the_log_tau_slider_moves_tau_with_it(running):
     assert all(r.successful for r in set_remote(running, log10_tau=-2.0))
     assert running.node.get_parameter("tau").value == pytest.approx(0.01)

@@ -35,9 +35,13 @@ def test_the_node_parameter_tables_derive_from_the_schema() -> None:
     from vla_eqm_train.demo.run import REPORTED_PARAMS
 
     assert set(parameters.POLICY_KEYS) == set(settings.FIELDS) - set(settings.FIXED)
-    ckpt = parameters.checkpoint_values(get_preset("debug"), 0.05)
+    cfg = settings.apply(get_preset("debug"), {"tau_by_goal": ["0.05=press the button"]})
+    ckpt = parameters.checkpoint_values(cfg, 0.05)
     assert set(ckpt) == set(settings.FIELDS) | {"control_rate_hz"}
     assert {s.name for s in parameters.SPECS if s.from_checkpoint} == set(ckpt)
+    assert ckpt["tau_by_goal"] == ["0.05=press the button"]
+    # an empty string array stays unset: ROS cannot type an empty list
+    assert "tau_by_goal" not in parameters.checkpoint_values(get_preset("debug"), 0.05)
     assert set(settings.FIELDS) <= set(REPORTED_PARAMS)
 
 

@@ -11,7 +11,7 @@ import torch
 from vla_eqm_ros.config import EqMConfig, WarmStartConfig
 from vla_eqm_ros.objectives import eqm_loss
 from vla_eqm_ros.solvers import eqm_solve
-from vla_eqm_ros.warm_start import WarmStartState, init_chunk, reused_rows
+from vla_eqm_ros.warm_start import WarmStartState, frozen_rows, init_chunk, reused_rows
 
 H, D = 8, 2
 
@@ -160,3 +160,34 @@ def test_on_correlated_conditions_warm_starts_need_fewer_iterations_than_cold(to
     for err in (copy_err, sh_err, hold_err):  # warm starts save depth, not accuracy
         assert float(np.median(err)) < 1.25 * cold_median
     assert not math.isnan(cold_median)
+
+
+def test_frozen_holds_its_first_rows_through_the_solve_and_fits_the_rest(toy_field):
+    st = _state()
+    ws = WarmStartConfig("frozen", 0.5, "hold", frozen_rows=2)
+    noise = torch.randn(1, H, D)
+    x0, used = init_chunk(st, ws, noise, steps_executed=3)
+    assert used and torch.equal(x0[:, :4], st.previous[:, 3:7])  # the shifted guess
+    assert frozen_rows(ws, H, 3, used) == 2
+    assert frozen_rows(ws, H, 3, False) == 0  # nothing reused, nothing to hold
+    assert frozen_rows(WarmStartConfig("shifted", 0.5), H, 3, True) == 0
+    assert frozen_rows(WarmStartConfig("frozen", 1.0, frozen_rows=H), H, 0, True) == H - 1
+    # on the fitted toy field: the held rows come back bit for bit, the others are solved
+    cond = toy_condition(torch.tensor([3.0]))
+    def field(x: torch.Tensor) -> torch.Tensor:
+        c = cond.expand(x.shape[0], -1)
+        return toy_field(torch.cat([x.flatten(1), c], 1)).view_as(x)
+
+    guess = toy_chunk(torch.tensor([3.0 - DT])).clone()  # the last cycle's plan
+    for batch in (1, 3):  # the control loop's path and the batched one
+        x = guess.expand(batch, -1, -1).clone()
+        res = eqm_solve(field, x, step_size=0.05, momentum=0.3, tau=0.0, k_max=30,
+                        frozen_rows=2)
+        assert torch.equal(res.actions[:, :2], x[:, :2])
+        assert not torch.equal(res.actions[:, 2:], x[:, 2:])
+        free = field(res.actions)[:, 2:]  # the residual is the free rows' own
+        expected = torch.linalg.vector_norm(free.flatten(1), dim=1) / math.sqrt(free[0].numel())
+        torch.testing.assert_close(res.residual, expected.float(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="frozen_rows"):
+        eqm_solve(field, guess, step_size=0.05, momentum=0.3, tau=0.0, k_max=3,
+                  frozen_rows=TOY_H)

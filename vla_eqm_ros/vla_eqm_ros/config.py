@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import yaml
 DECODERS = ("eqm", "fm")
 ENERGIES = ("none", "dot", "l2")
 BACKBONES = ("small", "paligemma")
-WARM_START_MODES = ("none", "copy", "shifted")
+WARM_START_MODES = ("none", "copy", "shifted", "frozen")
 WARM_START_TAILS = ("noise", "hold")
 RL_METHODS = ("none", "residual", "steer")
 NORMALIZATION_MODES = ("zscore", "quantile", "identity")
@@ -142,6 +142,22 @@ class FMConfig:
         _check(self.steps >= 1, f"fm.steps must be >= 1, got {self.steps}")
 
 
+def parse_tau_by_goal(entries: Sequence[str]) -> dict[str, float]:
+    """``["0.05=pick up the puck", ...]`` -> {goal: tau}; ValueError names the bad entry."""
+    out: dict[str, float] = {}
+    for entry in entries:
+        tau_text, sep, goal = str(entry).partition("=")
+        try:
+            tau = float(tau_text)
+        except ValueError:
+            tau = math.nan
+        _check(bool(sep) and bool(goal.strip()) and math.isfinite(tau) and tau >= 0,
+               f"solver.tau_by_goal entries are 'TAU=GOAL' with TAU >= 0, got {entry!r}")
+        _check(goal.strip() not in out, f"solver.tau_by_goal lists {goal.strip()!r} twice")
+        out[goal.strip()] = tau
+    return out
+
+
 @dataclass(frozen=True)
 class SolverConfig:
     """EqM Nesterov solver (paper Eqs. 2-4); tunable at run time."""
@@ -151,10 +167,15 @@ class SolverConfig:
     step_size: float = 0.05  # eta, A_{k+1} = A~_k - eta f(A~_k) (> 0); (1 - a) / lam lands exactly
     momentum: float = 0.3  # mu in [0, 1), A~_k = A_k + mu (A_k - A_{k-1})
     deadline_ms: float = 0.0  # ms wall clock per solve; 0 disables the deadline (anytime decoding)
+    # a tau per language goal, "TAU=GOAL" entries (the node's string-array parameter, as is):
+    # the paper's optimum is task-dependent; goals not listed use ``tau``
+    tau_by_goal: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(math.isfinite(self.tau) and self.tau >= 0,
                f"solver.tau must be >= 0, got {self.tau}")
+        object.__setattr__(self, "tau_by_goal", tuple(self.tau_by_goal or ()))
+        parse_tau_by_goal(self.tau_by_goal)  # validates
         _check(int(self.k_max) == self.k_max and self.k_max >= 1,
                f"solver.k_max must be an integer >= 1, got {self.k_max}")
         _check(math.isfinite(self.step_size) and self.step_size > 0,
@@ -164,20 +185,31 @@ class SolverConfig:
         _check(math.isfinite(self.deadline_ms) and self.deadline_ms >= 0,
                f"solver.deadline_ms must be >= 0 (0 = none), got {self.deadline_ms}")
 
+    def tau_for(self, goal: str | None) -> float:
+        """The stop threshold for ``goal``: its ``tau_by_goal`` entry, else ``tau``."""
+        if not self.tau_by_goal:
+            return self.tau
+        return parse_tau_by_goal(self.tau_by_goal).get((goal or "").strip(), self.tau)
+
 
 @dataclass(frozen=True)
 class WarmStartConfig:
     """How a solve starts from the previous chunk (paper Eq. 5, and our time-aligned shift)."""
 
-    mode: str = "shifted"  # none | copy (paper: first rows of the previous chunk) | shifted
+    mode: str = "shifted"  # none | copy (paper: the previous chunk's first rows) | shifted | frozen
     fraction: float = 0.5  # share of H reused from the previous chunk, in [0, 1] (paper: 0.5)
     tail: str = "hold"  # rest of the chunk: noise (paper) | hold (last reused action repeated)
+    # frozen: ``shifted``, with the first frozen_rows reused rows held fixed during the solve (the
+    # actions that execute before the new chunk arrives: real-time chunking, no gradient pass)
+    frozen_rows: int = 1
 
     def __post_init__(self) -> None:
         _choice("warm_start.mode", self.mode, WARM_START_MODES)
         _choice("warm_start.tail", self.tail, WARM_START_TAILS)
         _check(0.0 <= self.fraction <= 1.0,
                f"warm_start.fraction must be in [0, 1], got {self.fraction}")
+        _check(int(self.frozen_rows) == self.frozen_rows and self.frozen_rows >= 0,
+               f"warm_start.frozen_rows must be an integer >= 0, got {self.frozen_rows}")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from vla_eqm_ros.execution import RecedingHorizon, guard_for_config
 from vla_eqm_ros.model import PI0EqMModel
 from vla_eqm_ros.observation import Observation
 from vla_eqm_ros.solvers import SolveResult, eqm_solve, fm_integrate
-from vla_eqm_ros.warm_start import WarmStartState, init_chunk
+from vla_eqm_ros.warm_start import WarmStartState, frozen_rows, init_chunk
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "default_eqm"
 
@@ -64,10 +64,10 @@ class DecodeRecord:
 
 
 def _record(cfg: PolicyConfig, res: SolveResult, i: int, used: bool, prefix_ms: float,
-            solve_ms: float) -> DecodeRecord:
+            solve_ms: float, tau: float) -> DecodeRecord:
     trace = res.trace[i]
     return DecodeRecord(
-        decoder=cfg.decoder, tau=cfg.solver.tau, k_max=cfg.solver.k_max,
+        decoder=cfg.decoder, tau=tau, k_max=cfg.solver.k_max,
         step_size=cfg.solver.step_size, momentum=cfg.solver.momentum,
         deadline_ms=cfg.solver.deadline_ms, fm_steps=cfg.fm.steps,
         iterations=int(res.iterations[i]), residual=float(res.residual[i]),
@@ -149,15 +149,15 @@ class Policy:
     # ---------------------------------------------------------------------------------- decode
 
     def _decode(self, batch: dict[str, Any], cfg: PolicyConfig, x0: torch.Tensor | None,
-                warm: bool, steps_executed: int | None
+                warm: bool, steps_executed: int | None, tau: float | torch.Tensor
                 ) -> tuple[torch.Tensor, SolveResult, bool, float, RLStep | None]:
         # inference_mode, the fastest, except for EqM-E: its field is an autograd gradient.
         energy = cfg.decoder == "eqm" and cfg.eqm.energy != "none"
         with torch.inference_mode(not energy), torch.no_grad():
-            return self._decode_inner(batch, cfg, x0, warm, steps_executed)
+            return self._decode_inner(batch, cfg, x0, warm, steps_executed, tau)
 
     def _decode_inner(self, batch: dict[str, Any], cfg: PolicyConfig, x0: torch.Tensor | None,
-                      warm: bool, steps_executed: int | None
+                      warm: bool, steps_executed: int | None, tau: float | torch.Tensor
                       ) -> tuple[torch.Tensor, SolveResult, bool, float, RLStep | None]:
         t0 = time.perf_counter()
         prefix = self.model.encode_prefix(batch)
@@ -167,9 +167,11 @@ class Policy:
             x0 = torch.randn((prefix.batch_size, m.horizon, m.action_dim),
                              generator=self._generator)
         x0 = x0.to(self.device)
-        used = False
+        used, frozen = False, 0
         if cfg.decoder == "eqm" and warm:
             x0, used = init_chunk(self.warm_start, cfg.warm_start, x0, steps_executed)
+            steps = self.warm_start.steps_since if steps_executed is None else steps_executed
+            frozen = frozen_rows(cfg.warm_start, m.horizon, steps, used)
         head, rl = self.model.rl_head, None
         if head is not None and head.method == "steer":  # the initial iterate, warm or cold
             offset, rl = self._rl_act(head.features(prefix.tokens), m.horizon)
@@ -177,8 +179,9 @@ class Policy:
         if cfg.decoder == "eqm":
             s = cfg.solver
             res = eqm_solve(lambda a: self.model.field(a, prefix), x0, step_size=s.step_size,
-                            momentum=s.momentum, tau=s.tau, k_max=s.k_max,
-                            deadline_s=s.deadline_ms / 1e3 if s.deadline_ms > 0 else None)
+                            momentum=s.momentum, tau=tau, k_max=s.k_max,
+                            deadline_s=s.deadline_ms / 1e3 if s.deadline_ms > 0 else None,
+                            frozen_rows=frozen)
         else:
             res = fm_integrate(lambda x, t: self.model.field(x, prefix, t), x0, cfg.fm.steps)
         solved = res.actions  # what the warm start reuses: the solver's own output
@@ -211,14 +214,15 @@ class Policy:
             self.warm_start.reset()
             self._goal = obs.goal
         batch = self.observation_batch([obs])
+        tau = cfg.solver.tau_for(obs.goal)
         actions, res, used, prefix_ms, self.last_rl = self._decode(batch, cfg, None, True,
-                                                                   steps_executed)
+                                                                   steps_executed, tau)
         if not bool(torch.isfinite(actions).all()):
             self.warm_start.reset()
             raise RuntimeError(f"decoder produced non-finite actions ({res.stop_reason[0]}, "
                                f"{int(res.iterations[0])} iterations)")
         self.warm_start.update(res.actions)
-        rec = _record(cfg, res, 0, used, prefix_ms, res.solve_ms)
+        rec = _record(cfg, res, 0, used, prefix_ms, res.solve_ms, tau)
         self.last_record = rec
         return actions[0].cpu().numpy().astype(np.float32), rec
 
@@ -230,8 +234,11 @@ class Policy:
         """
         cfg = self._config
         batch = self.observation_batch(observations)
-        actions, res, _, prefix_ms, _ = self._decode(batch, cfg, noise, False, None)
-        recs = [_record(cfg, res, i, False, prefix_ms, res.solve_ms)
+        taus = [cfg.solver.tau_for(obs.goal) for obs in observations]
+        tau: float | torch.Tensor = (taus[0] if len(set(taus)) == 1
+                                     else torch.tensor(taus, dtype=torch.float32))
+        actions, res, _, prefix_ms, _ = self._decode(batch, cfg, noise, False, None, tau)
+        recs = [_record(cfg, res, i, False, prefix_ms, res.solve_ms, taus[i])
                 for i in range(len(observations))]
         return actions.cpu().numpy().astype(np.float32), recs
 

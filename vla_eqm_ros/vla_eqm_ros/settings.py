@@ -24,6 +24,7 @@ from vla_eqm_ros.config import PolicyConfig
 FIELDS: dict[str, tuple[str, ...]] = {
     "decoder": ("decoder",),
     "tau": ("solver", "tau"),
+    "tau_by_goal": ("solver", "tau_by_goal"),
     "k_max": ("solver", "k_max"),
     "step_size": ("solver", "step_size"),
     "momentum": ("solver", "momentum"),
@@ -31,12 +32,14 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "warm_start": ("warm_start", "mode"),
     "warm_start_fraction": ("warm_start", "fraction"),
     "warm_start_tail": ("warm_start", "tail"),
+    "warm_start_frozen_rows": ("warm_start", "frozen_rows"),
     "fm_steps": ("fm", "steps"),
     "execute_steps": ("execute_steps",),
 }
 ALIASES = {"warm_start_mode": "warm_start"}  # older keyword, still accepted
 FIXED = ("decoder",)  # checked, never changed: the field was trained for one decoder
-INTEGER = ("k_max", "fm_steps", "execute_steps")  # ROS may hand these over as 7.0
+# ROS may hand these over as 7.0
+INTEGER = ("k_max", "fm_steps", "execute_steps", "warm_start_frozen_rows")
 
 
 def canonical(name: str) -> str:
@@ -74,6 +77,8 @@ def apply(cfg: PolicyConfig, changes: dict[str, Any]) -> PolicyConfig:
         name = canonical(raw)
         if name in INTEGER and isinstance(new, float) and new.is_integer():
             new = int(new)
+        if name == "tau_by_goal":  # an unset ROS string array reads as None: no entries
+            new = tuple(new or ())
         if name in FIXED:
             if new != value(cfg, name):
                 raise ValueError(f"{name} '{new}' needs a checkpoint trained for it; this "

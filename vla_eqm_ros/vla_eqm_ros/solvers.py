@@ -53,21 +53,28 @@ def eqm_solve(
     *,
     step_size: float,
     momentum: float,
-    tau: float,
+    tau: float | Tensor,
     k_max: int,
     deadline_s: float | None = None,
+    frozen_rows: int = 0,
 ) -> SolveResult:
     """Nesterov lookahead descent on the EqM field (paper Eqs. 2-4), stopping per sample.
 
     A~_k = A_k + mu (A_k - A_{k-1}),  r_k = ||f(A~_k)|| / sqrt(H d),  A_{k+1} = A~_k - eta f(A~_k),
     with A_{-1} = A_0. Stopped samples are frozen (masked), still evaluated with the batch.
-    ``deadline_s`` is a budget in seconds from the call (None or <= 0: no deadline).
+    ``deadline_s`` is a budget in seconds from the call (None or <= 0: no deadline). ``tau``
+    is one threshold or one per sample (B,): a batch of goals with their own thresholds.
+    ``frozen_rows`` leading rows of ``x0`` stay fixed (the ``frozen`` warm start): they condition
+    the rest through the field, and the residual is measured over the free rows only.
     """
     start = time.perf_counter()
     if k_max < 1:
         raise ValueError(f"k_max must be >= 1, got {k_max}")
+    if not 0 <= frozen_rows < x0.shape[1]:
+        raise ValueError(f"frozen_rows must be in [0, H={x0.shape[1]}), got {frozen_rows}")
     if x0.shape[0] == 1:
-        return _eqm_solve_single(field, x0, step_size, momentum, tau, k_max, start, deadline_s)
+        return _eqm_solve_single(field, x0, step_size, momentum, float(tau), k_max, start,
+                                 deadline_s, frozen_rows)
     b = x0.shape[0]
     x = x0.clone()
     x_prev = x.clone()
@@ -82,7 +89,7 @@ def eqm_solve(
     for k in range(k_max):
         look = x + momentum * (x - x_prev)  # A~_k (Eq. 2)
         f = field(look)
-        r = residual_norm(f).float().cpu()  # r_k (Eq. 4)
+        r = residual_norm(f[:, frozen_rows:]).float().cpu()  # r_k (Eq. 4), over the free rows
         k_done = k + 1
         trace[:, k] = torch.where(active, r, trace[:, k])
         residual = torch.where(active, r, residual)
@@ -101,6 +108,7 @@ def eqm_solve(
             break
         mask = active.to(look.device).reshape(b, *([1] * (look.dim() - 1)))
         x_new = torch.where(mask, look - step_size * f, x)  # A_{k+1} (Eq. 3), frozen if stopped
+        x_new[:, :frozen_rows] = x0[:, :frozen_rows]
         x_prev = torch.where(mask, x, x_prev)
         x = x_new
     return SolveResult(
@@ -119,11 +127,11 @@ def _deadline(start: float, deadline_s: float | None) -> float:
 
 def _eqm_solve_single(
     field: Callable[[Tensor], Tensor], x0: Tensor, step_size: float, momentum: float,
-    tau: float, k_max: int, start: float, deadline_s: float | None,
+    tau: float, k_max: int, start: float, deadline_s: float | None, frozen: int = 0,
 ) -> SolveResult:
     """B = 1 (the control loop): same math, no masking, one host sync (the residual) per step."""
     end = _deadline(start, deadline_s)
-    scale = 1.0 / math.sqrt(x0.numel())
+    scale = 1.0 / math.sqrt(x0[:, frozen:].numel())
     x = x0.clone()
     x_prev = x
     trace: list[float] = []
@@ -132,7 +140,7 @@ def _eqm_solve_single(
     for _ in range(k_max):
         look = torch.add(x, x - x_prev, alpha=momentum) if momentum else x  # Eq. 2
         f = field(look)
-        r = float(torch.linalg.vector_norm(f)) * scale  # Eq. 4
+        r = float(torch.linalg.vector_norm(f[:, frozen:] if frozen else f)) * scale  # Eq. 4
         trace.append(r)
         if r <= tau:
             reason = STOP_THRESHOLD
@@ -141,6 +149,8 @@ def _eqm_solve_single(
             reason = STOP_DEADLINE
             break
         x_prev, x = x, torch.add(look, f, alpha=-step_size)  # Eq. 3
+        if frozen:
+            x[:, :frozen] = x0[:, :frozen]
     return SolveResult(
         actions=look,
         iterations=torch.tensor([len(trace)], dtype=torch.int64),

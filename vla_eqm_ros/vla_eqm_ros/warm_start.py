@@ -8,6 +8,10 @@ previous chunk is aligned with the new one:
   After the robot executed s actions, those rows describe times that are already past.
 - ``shifted`` (time-aligned): rows [s, s + n) of the previous chunk become rows [0, n), so each row
   lands at the time it was planned for. n = round(fraction * H), capped at H - s.
+- ``frozen``: ``shifted``, and the first ``frozen_rows`` of those rows stay fixed during the solve
+  (``eqm_solve(frozen_rows=...)``): the actions that execute while the new chunk is solved (async
+  execution) or that the robot is committed to, so the solver only fits the rest to them.
+  Real-time chunking for EqM, by a hard mask instead of a guidance gradient.
 
 The rest of the chunk (the tail) is fresh noise (the paper) or the last reused row held constant
 (``hold``: a stationary continuation is a much better guess than noise for smooth motions).
@@ -52,10 +56,17 @@ def reused_rows(cfg: WarmStartConfig, horizon: int, steps_executed: int) -> tupl
     n = int(round(cfg.fraction * horizon))
     if cfg.mode == "copy":
         return 0, min(n, horizon)
-    if cfg.mode == "shifted":
+    if cfg.mode in ("shifted", "frozen"):
         s = max(0, int(steps_executed))
         return s, max(0, min(n, horizon - s))
     return 0, 0
+
+
+def frozen_rows(cfg: WarmStartConfig, horizon: int, steps_executed: int, used: bool) -> int:
+    """Leading rows of the initial guess the solver must hold fixed (0 unless ``frozen``)."""
+    if cfg.mode != "frozen" or not used:
+        return 0
+    return min(int(cfg.frozen_rows), reused_rows(cfg, horizon, steps_executed)[1], horizon - 1)
 
 
 def init_chunk(

@@ -80,18 +80,25 @@ SPECS: tuple[Spec, ...] = (
     # --- solver (live) ---
     Spec("tau", 0.1, "EqM stop threshold: stop when r_k = ||f||/sqrt(H d) <= tau.", 0.0, 2.0,
          from_checkpoint=True),
+    Spec("tau_by_goal", Parameter.Type.STRING_ARRAY, "A tau per language goal, entries "
+         "'TAU=GOAL' (e.g. '0.05=pick up the puck and place it at the goal'); goals not "
+         "listed use tau. The paper's best tau is task-dependent.", from_checkpoint=True),
     Spec("log10_tau", -1.0, "log10(tau): the same threshold on a log slider (kept in sync).",
          LOG10_TAU_MIN, math.log10(2.0)),
     Spec("k_max", 100, "EqM iteration cap K_max.", 1, 1000, from_checkpoint=True),
     Spec("step_size", 0.05, "EqM step size eta in A <- A~ - eta f(A~).", 0.001, 0.5,
          from_checkpoint=True),
     Spec("momentum", 0.3, "Nesterov momentum mu.", 0.0, 0.99, from_checkpoint=True),
-    Spec("warm_start", "shifted", "Warm start: none | copy (paper) | shifted (time-aligned).",
-         choices=("none", "copy", "shifted"), from_checkpoint=True),
+    Spec("warm_start", "shifted", "Warm start: none | copy (paper) | shifted (time-aligned) | "
+         "frozen (shifted, its first warm_start_frozen_rows held fixed during the solve).",
+         choices=("none", "copy", "shifted", "frozen"), from_checkpoint=True),
     Spec("warm_start_fraction", 0.5, "Share of the horizon reused from the previous chunk.",
          0.0, 1.0, from_checkpoint=True),
     Spec("warm_start_tail", "hold", "Rest of the warm start: noise (paper) | hold.",
          choices=("noise", "hold"), from_checkpoint=True),
+    Spec("warm_start_frozen_rows", 1, "frozen warm start: leading rows of the reused chunk held "
+         "fixed during the solve (the actions that execute before the new chunk arrives).",
+         0, 64, from_checkpoint=True),
     Spec("deadline_ms", 0.0, "Wall-clock budget per solve in ms (anytime decoding); 0 = none.",
          0.0, 1000.0, from_checkpoint=True),
     Spec("decoder", "eqm", "Decoder: eqm | fm (fm needs a flow-matching checkpoint).",
@@ -130,7 +137,7 @@ def markdown_table() -> str:
             "|---|---|---|---|---|"]
     for s in SPECS:
         if isinstance(s.default, Parameter.Type):
-            default = "(contract)"
+            default = "(checkpoint's when unset)" if s.from_checkpoint else "(contract)"
         elif s.from_checkpoint:
             default = f"{s.default!r} (checkpoint's when unset)"
         else:
@@ -267,6 +274,10 @@ def checkpoint_values(cfg: Any, control_period: float) -> dict[str, Any]:
     out = {}
     for name, value in raw.items():
         spec = BY_NAME[name]
+        if isinstance(value, tuple):  # a string array; an empty one stays unset (ROS cannot
+            if value:                 # infer the type of an empty list)
+                out[name] = list(value)
+            continue
         if spec.lo is not None and spec.hi is not None:
             value = type(spec.default)(min(max(value, spec.lo), spec.hi))
         out[name] = value

@@ -25,7 +25,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-WARM_STARTS = ("none", "copy", "shifted")
+from vla_eqm_ros.config import WARM_START_MODES
+
+WARM_STARTS = WARM_START_MODES
 
 
 def _floats(text: str) -> list[float]:

@@ -66,20 +66,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy-seed", type=int, default=0, help="seed of the decoder noise")
     g = parser.add_argument_group("decoder overrides")
     g.add_argument("--tau", type=float, help="EqM residual threshold")
+    g.add_argument("--tau-by-goal", nargs="+", metavar="TAU=GOAL",
+                   help="a threshold per language goal (the node's tau_by_goal)")
     g.add_argument("--k-max", type=int, help="EqM iteration cap")
     g.add_argument("--step-size", type=float, help="EqM step size eta")
     g.add_argument("--momentum", type=float, help="EqM Nesterov momentum mu")
     g.add_argument("--deadline-ms", type=float, help="EqM wall-clock deadline per decode")
-    g.add_argument("--warm-start", choices=["none", "copy", "shifted"], help="warm-start mode")
+    g.add_argument("--warm-start", choices=["none", "copy", "shifted", "frozen"],
+                   help="warm-start mode")
     g.add_argument("--warm-start-fraction", type=float, help="share of H reused")
     g.add_argument("--warm-start-tail", choices=["noise", "hold"], help="warm-start tail")
+    g.add_argument("--warm-start-frozen-rows", type=int,
+                   help="frozen warm start: rows held fixed during the solve")
     g.add_argument("--fm-steps", type=int, help="FM Euler steps")
     g.add_argument("--execute-steps", type=int, help="actions executed per decode")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-_OVERRIDES = ("tau", "k_max", "step_size", "momentum", "deadline_ms", "warm_start",
-              "warm_start_fraction", "warm_start_tail", "fm_steps", "execute_steps")
+_OVERRIDES = ("tau", "tau_by_goal", "k_max", "step_size", "momentum", "deadline_ms", "warm_start",
+              "warm_start_fraction", "warm_start_tail", "warm_start_frozen_rows", "fm_steps",
+              "execute_steps")
 
 
 def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -122,11 +128,13 @@ def aggregate(records: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]
 
 def decoder_settings(config: Any) -> dict[str, Any]:
     """The settings a report must carry to be reproducible."""
-    return {"decoder": config.decoder, "tau": config.solver.tau, "k_max": config.solver.k_max,
+    return {"decoder": config.decoder, "tau": config.solver.tau,
+            "tau_by_goal": list(config.solver.tau_by_goal), "k_max": config.solver.k_max,
             "step_size": config.solver.step_size, "momentum": config.solver.momentum,
             "deadline_ms": config.solver.deadline_ms, "warm_start": config.warm_start.mode,
             "warm_start_fraction": config.warm_start.fraction,
-            "warm_start_tail": config.warm_start.tail, "fm_steps": config.fm.steps,
+            "warm_start_tail": config.warm_start.tail,
+            "warm_start_frozen_rows": config.warm_start.frozen_rows, "fm_steps": config.fm.steps,
             "execute_steps": config.execute_steps, "horizon": config.model.horizon}
 
 
@@ -222,7 +230,7 @@ def _apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
     import dataclasses
 
     solver = {k: v for k, v in overrides.items()
-              if k in ("tau", "k_max", "step_size", "momentum", "deadline_ms")}
+              if k in ("tau", "tau_by_goal", "k_max", "step_size", "momentum", "deadline_ms")}
     ws = {"mode" if k == "warm_start" else k.removeprefix("warm_start_"): v
           for k, v in overrides.items() if k.startswith("warm_start")}
     top = {k: v for k, v in overrides.items() if k == "execute_steps"}

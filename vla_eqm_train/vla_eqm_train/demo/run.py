@@ -230,12 +230,14 @@ def _start_policy(node: Any, params: dict[str, Any], setup: DemoSetup, seed: int
     """configure, read back the settings in force, activate."""
     from rclpy.lifecycle import TransitionCallbackReturn
 
+    from vla_eqm_ros.nodes import parameters
+
     if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
         raise SystemExit("policy node failed to configure (see its log above)")
     settings_in_force = {
         "checkpoint": str(setup.checkpoint), "tasks": setup.tasks,
         "episodes_per_task": episodes, "seed": seed, "max_steps": max_steps,
-        **{n: _plain(node.get_parameter(n).value)
+        **{n: _plain(parameters.read(node, n))
            for n in dict.fromkeys([*REPORTED_PARAMS, *params]) if n != "seed"},
         "policy_seed": node.get_parameter("seed").value, "param_overrides": params}
     if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:

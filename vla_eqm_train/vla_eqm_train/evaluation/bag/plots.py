@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-MODE_COLORS = {"none": "tab:blue", "copy": "tab:orange", "shifted": "tab:green", "fm": "tab:red"}
+MODE_COLORS = {"none": "tab:blue", "copy": "tab:orange", "shifted": "tab:green",
+               "frozen": "tab:purple", "fm": "tab:red"}
 
 
 def _plt():

@@ -1,0 +1,131 @@
+"""RL fine-tuning, before and after: ``vla-eqm rl`` per method, then eval-sim on the node's path.
+
+    python bench/rl.py                                   # residual and steer on pick-place-v3
+    python bench/rl.py --methods residual --minutes 90 --tasks pick-place-v3
+
+For each method, ``vla-eqm rl`` fine-tunes ``--checkpoint`` on ``--tasks`` for ``--minutes`` of
+wall time with ``--workers`` rollout processes (resumable: a rerun continues each run). Then
+``vla-eqm eval-sim`` (lockstep bridge, ROS topics, held-out variation seed 1000) scores the parent
+and every fine-tuned checkpoint on the trained tasks (``--episodes``) and on ``--control-tasks``
+(the tasks it was not trained on: "no loss elsewhere"). Raw reports live under ``--work`` and are
+reused when present. Writes ``bench/results/rl.json`` (per method: before/after success per task,
+solver iterations, environment steps, wall time, CPU-hours, the learning curve) and copies each
+curve to ``bench/results/rl/<method>_curve.png``. Prints the results as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ROOT / "vla_eqm_ros" / "vla_eqm_ros" / "checkpoints" / "default_eqm"
+RESULTS = ROOT / "bench" / "results" / "rl.json"
+CONTROL = ["button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "handle-press-v3"]
+
+
+def _cli(*args: str) -> None:
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    subprocess.run([sys.executable, "-m", "vla_eqm_train.cli", *args], env=env, check=True,
+                   cwd=ROOT)
+
+
+def eval_sim(checkpoint: Path, tasks: list[str], episodes: int, raw: Path, workers: int
+             ) -> dict[str, Any]:
+    """eval-sim's report, reused from ``raw`` when it covers the same episodes."""
+    if raw.is_file():
+        report = json.loads(raw.read_text())
+        if (report.get("episodes_per_task") == episodes and sorted(report["tasks"]) == sorted(tasks)
+                and report.get("episodes_run") == report.get("episodes_planned")):
+            return report
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    _cli("eval-sim", "--checkpoint", str(checkpoint), "--tasks", *tasks, "--episodes",
+         str(episodes), "--workers", str(workers), "--json", str(raw), "--no-progress")
+    return json.loads(raw.read_text())
+
+
+def _success(report: dict[str, Any]) -> dict[str, Any]:
+    return {t: {"success": r["success_rate"], "episodes": r["episodes"],
+                "iters_p50": r["iters_p50"]} for t, r in report["tasks"].items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT)
+    p.add_argument("--tasks", nargs="+", default=["pick-place-v3"])
+    p.add_argument("--control-tasks", nargs="*", default=CONTROL)
+    p.add_argument("--methods", nargs="+", default=["residual", "steer"],
+                   choices=["residual", "steer"])
+    p.add_argument("--minutes", type=float, default=90.0, help="wall time per method")
+    p.add_argument("--iterations", type=int, default=1000,
+                   help="iteration cap per method (the time limit usually ends a run first)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--episodes-per-iteration", type=int, default=16, help="rollouts per task")
+    p.add_argument("--rl-eval-episodes", type=int, default=20,
+                   help="held-out episodes per task of the run's own curve")
+    p.add_argument("--episodes", type=int, default=20, help="eval-sim episodes per trained task")
+    p.add_argument("--control-episodes", type=int, default=10)
+    p.add_argument("--work", type=Path, default=Path.home() / "vla_data" / "rl_bench")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+
+    parent = args.checkpoint.resolve()
+    before = _success(eval_sim(parent, args.tasks, args.episodes,
+                               args.work / "eval" / "parent.json", args.workers))
+    control_before = (_success(eval_sim(parent, args.control_tasks, args.control_episodes,
+                                        args.work / "eval" / "parent_control.json",
+                                        args.workers)) if args.control_tasks else {})
+    methods: dict[str, Any] = {}
+    for method in args.methods:
+        ck, run = args.work / method / "checkpoint", args.work / method / "run"
+        resume = ["--resume"] if (run / "rl_state.pt").is_file() else []
+        _cli("rl", "--checkpoint", str(parent), "--tasks", *args.tasks, "--out", str(ck),
+             "--run-dir", str(run), "--method", method, "--workers", str(args.workers),
+             "--iterations", str(args.iterations), "--time-limit-min", str(args.minutes),
+             "--episodes-per-iteration", str(args.episodes_per_iteration),
+             "--eval-episodes", str(args.rl_eval_episodes), "--no-progress", *resume)
+        rl = json.loads((run / "rl_report.json").read_text())
+        after = _success(eval_sim(ck, args.tasks, args.episodes,
+                                  args.work / "eval" / f"{method}.json", args.workers))
+        control = (_success(eval_sim(ck, args.control_tasks, args.control_episodes,
+                                     args.work / "eval" / f"{method}_control.json",
+                                     args.workers)) if args.control_tasks else {})
+        curve = ROOT / "bench" / "results" / "rl" / f"{method}_curve.png"
+        curve.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / "learning_curve.png", curve)
+        methods[method] = {
+            "tasks": {t: {"before": before[t]["success"], "after": after[t]["success"],
+                          "episodes": after[t]["episodes"],
+                          "iters_p50_before": before[t]["iters_p50"],
+                          "iters_p50_after": after[t]["iters_p50"]} for t in args.tasks},
+            "control": {t: {"before": control_before[t]["success"],
+                            "after": control[t]["success"], "episodes": control[t]["episodes"]}
+                        for t in args.control_tasks},
+            "env_steps": rl["env_steps"], "iterations": rl["iterations"],
+            "wall_min": round(rl["wall_s"] / 60, 1), "cpu_hours": rl["cpu_hours"],
+            "stopped": rl["stopped"], "curve_png": str(curve.relative_to(ROOT)),
+            "rl_curve": rl["curve"], "rl_config": rl["config"]}
+    results = {"date": dt.date.today().isoformat(), "parent": str(parent.relative_to(ROOT))
+               if parent.is_relative_to(ROOT) else str(parent),
+               "command": "python bench/rl.py " + " ".join(argv if argv is not None
+                                                           else sys.argv[1:]),
+               "evaluation": "vla-eqm eval-sim (lockstep bridge over ROS topics), variation seed "
+                             "1000 (held out; rollouts use seed 2000+), 200-step limit",
+               "machine": "2-core CPU, no GPU", "methods": methods}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "methods"}
+                     | {"methods": {m: {k: v for k, v in r.items() if k != "rl_curve"}
+                                    for m, r in methods.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
