@@ -52,12 +52,18 @@ def test_a_fresh_head_decodes_exactly_as_its_parent(method):
     assert not child.last_rl.action.any()  # the mean of a fresh head is zero
 
 
-def test_the_residual_corrects_only_the_executed_rows_and_leaves_the_warm_start_alone():
-    model = _model("residual")
-    torch.nn.init.constant_(model.rl_head.actor[-1].bias, 0.5)
+def _biased(method: str, bias: float) -> tuple[PI0EqMModel, PI0EqMModel]:
+    """A head whose mean is ``bias`` everywhere, and the same model without a head."""
+    model = _model(method)
+    torch.nn.init.constant_(model.rl_head.actor[-1].bias, bias)
     ref = _model()
     ref.load_state_dict({k: v for k, v in model.state_dict().items()
                          if not k.startswith("rl_head.")})
+    return model, ref
+
+
+def test_the_residual_corrects_only_the_executed_rows_and_leaves_the_warm_start_alone():
+    model, ref = _biased("residual", 0.5)
     with_head, without = Policy(model, seed=0), Policy(ref, seed=0)
     a, b = _chunks(with_head, 1)[0], _chunks(without, 1)[0]
     rows = model.config.rl.rows
@@ -68,11 +74,7 @@ def test_the_residual_corrects_only_the_executed_rows_and_leaves_the_warm_start_
 
 
 def test_steering_moves_the_initial_iterate_and_so_the_solution():
-    model = _model("steer")
-    torch.nn.init.constant_(model.rl_head.actor[-1].bias, 1.0)
-    ref = _model()
-    ref.load_state_dict({k: v for k, v in model.state_dict().items()
-                         if not k.startswith("rl_head.")})
+    model, ref = _biased("steer", 1.0)
     a, b = _chunks(Policy(model, seed=0), 1)[0], _chunks(Policy(ref, seed=0), 1)[0]
     assert np.abs(a - b).max() > 1e-4
 

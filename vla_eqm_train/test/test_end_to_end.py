@@ -65,5 +65,11 @@ def test_closed_loop_episodes_run_back_to_back_against_the_sim_bridge_over_ros_t
         assert episode["steps"] == 3 and not episode["error"]  # three commands, three steps
         assert episode["seed"] == 1000  # held out: the demos came from seed 0
         assert 1 <= len(episode["iterations"]) <= 3 and max(episode["iterations"]) <= 3
+        # the final residual of every decode, and how many stopped at K_max (the confidence
+        # signal's raw data)
+        assert len(episode["residuals"]) == len(episode["iterations"])
+        assert all(r >= 0 for r in episode["residuals"])
+        hits = sum(i == 3 for i in episode["iterations"])
+        assert episode["k_max_hits"] <= hits
     assert report["decoder_settings"]["k_max"] == 3
     assert task["decode_ms_p50"] > 0 and task["iters_p50"] >= 1

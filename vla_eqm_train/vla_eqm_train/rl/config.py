@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import yaml
 
 from vla_eqm_ros.config import RL_METHODS
+from vla_eqm_train.training.config import check_keys
 
 TRAIN_VARIATION_SEED = 2000  # rollouts: neither the demos' seed 0 nor eval-sim's held-out 1000
 EVAL_VARIATION_SEED = 1000  # eval-sim's held-out set: the curve and the final table use it
@@ -80,12 +80,7 @@ class RLTrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RLTrainConfig:
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in names:
-                hint = difflib.get_close_matches(str(key), names, n=1)
-                raise ValueError(f"unknown rl config key '{key}'"
-                                 + (f"; did you mean '{hint[0]}'?" if hint else ""))
+        check_keys(cls, data, "rl config")
         return cls(**data)
 
     @classmethod

@@ -22,6 +22,16 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def check_keys(cls: type, data: dict[str, Any], what: str) -> None:
+    """A YAML mapping's keys must be fields of ``cls``; the error names the closest one."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        hint = difflib.get_close_matches(str(unknown[0]), names, n=1)
+        extra = f"; did you mean '{hint[0]}'?" if hint else ""
+        raise ValueError(f"unknown {what} key '{unknown[0]}'{extra}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What ``vla-eqm train`` does; paths are relative to the working directory."""
@@ -86,12 +96,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in data if k not in names]
-        if unknown:
-            hint = difflib.get_close_matches(unknown[0], names, n=1)
-            extra = f"; did you mean '{hint[0]}'?" if hint else ""
-            raise ValueError(f"unknown training config key '{unknown[0]}'{extra}")
+        check_keys(cls, data, "training config")
         return cls(**data)
 
     @classmethod

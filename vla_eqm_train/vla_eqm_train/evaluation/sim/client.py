@@ -44,6 +44,8 @@ class EpisodeLog:
     done: bool = False
     iterations: list[int] = field(default_factory=list)  # per decode
     decode_ms: list[float] = field(default_factory=list)  # per decode, prefix + solve
+    residuals: list[float] = field(default_factory=list)  # per decode, r of the returned chunk
+    k_max_hits: int = 0  # decodes that stopped at K_max instead of reaching tau
     decode_errors: int = 0
     bad_messages: int = 0
 
@@ -147,6 +149,8 @@ class PolicyClient(Node):
         chunk, rec = self.policy.predict_action_chunk(obs, steps_executed=steps_executed)
         self.log.iterations.append(int(rec.iterations))
         self.log.decode_ms.append(float(rec.prefix_ms + rec.solve_ms))
+        self.log.residuals.append(float(rec.residual))
+        self.log.k_max_hits += int(rec.stop_reason == "k_max")
         return chunk, rec
 
 
