@@ -6,11 +6,13 @@
 
 Each checkpoint runs ``vla-eqm eval-sim --suite mt50 --episodes 10`` (held-out variation seed 1000,
 the 500-step limit of LeRobot's Meta-World env, episodes end at the first success). The raw
-reports are kept under ``--raw`` and reused when their settings match, so an interrupted run
-resumes. Writes ``bench/results/mt50.json`` with, per decoder, ``per_task``, ``group_success``,
-``group_mean``, ``episode_mean``, ``episodes_per_task``, ``step_limit``, ``variation_seed`` and
-``checkpoint`` (plus the 100-step figures and wall times), then the README's MT50 table between
-its ``mt50`` markers, beside the published rows. Prints the results as one JSON object.
+reports are kept under ``--raw`` and reused when their settings match; every finished episode is
+also appended to ``bench/results/mt50_episodes/<decoder>.jsonl`` (``eval-sim --log``), so an
+interrupted run resumes where it stopped, even in a fresh clone. Writes
+``bench/results/mt50.json`` with, per decoder, ``per_task``, ``group_success``, ``group_mean``,
+``episode_mean``, ``episodes_per_task``, ``step_limit``, ``variation_seed`` and ``checkpoint``
+(plus the 100-step figures and wall times), then the README's MT50 table between its ``mt50``
+markers, beside the published rows. Prints the results as one JSON object.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "vla_eqm_ros" / "vla_eqm_ros" / "checkpoints"
 RESULTS = ROOT / "bench" / "results" / "mt50.json"
+# every finished episode, committed as it grows: an evaluation interrupted at a session's end
+# resumes in the next one, on any clone (eval-sim --log matches the weights by hash)
+EPISODE_LOGS = ROOT / "bench" / "results" / "mt50_episodes"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- mt50:begin -->", "<!-- mt50:end -->"
 KEYS = ("per_task", "group_success", "group_mean", "episode_mean", "episodes_per_task",
@@ -46,7 +51,8 @@ def evaluate(name: str, checkpoint: Path, args: argparse.Namespace) -> dict[str,
     raw.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "vla_eqm_train.cli", "eval-sim", "--checkpoint",
                str(checkpoint), "--suite", "mt50", "--episodes", str(args.episodes),
-               "--workers", str(args.workers), "--json", str(raw)]
+               "--workers", str(args.workers), "--json", str(raw),
+               "--log", str(args.episode_logs / f"{name}.jsonl")]
     env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     subprocess.run(command, env=env, check=True, cwd=ROOT)
     return json.loads(raw.read_text())
@@ -58,8 +64,11 @@ def summarize(name: str, report: dict[str, Any]) -> dict[str, Any]:
             "groups_complete": report["groups_complete"],
             "within_100_steps": {k: report["within_100_steps"][k]
                                  for k in ("group_success", "group_mean", "episode_mean")},
-            "episodes_run": report["episodes_run"], "wall_min": round(report["wall_s"] / 60, 1),
-            "workers": report["workers"],
+            "episodes_run": report["episodes_run"],
+            # worker time over all runs (resumed ones too) / workers: the wall time of one run
+            "wall_min": round(report.get("episode_seconds", report["wall_s"])
+                              / max(1, report["workers"]) / 60, 1),
+            "episode_seconds": report.get("episode_seconds"), "workers": report["workers"],
             "iters_p50_median": sorted(iters)[len(iters) // 2] if iters else None,
             "decoder_settings": report["decoder_settings"]}
 
@@ -97,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--raw", type=Path, default=Path.home() / "vla_data" / "mt50" / "eval")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--episode-logs", type=Path, default=EPISODE_LOGS,
+                        help="where each decoder's episodes are logged (resume)")
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--table-only", action="store_true",
                         help="only rewrite the README table from --out")

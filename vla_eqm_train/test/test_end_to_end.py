@@ -54,11 +54,17 @@ def test_the_trained_checkpoint_loads_and_decodes_a_chunk_of_the_contracts_shape
 def test_closed_loop_episodes_run_back_to_back_against_the_sim_bridge_over_ros_topics(
         pipeline, tmp_path):
     report_path = tmp_path / "eval.json"
-    rc = vla_eqm(["eval-sim", "--checkpoint", str(pipeline["ckpt"]), "--episodes", "2",
-                  "--workers", "1", "--max-steps", "3", "--k-max", "3",
-                  "--json", str(report_path), "--no-progress"])
-    assert rc == 0
+    args = ["eval-sim", "--checkpoint", str(pipeline["ckpt"]), "--episodes", "2",
+            "--workers", "1", "--max-steps", "3", "--k-max", "3", "--json", str(report_path),
+            "--log", str(tmp_path / "episodes.jsonl"), "--no-progress"]
+    assert vla_eqm(args) == 0
     report = json.loads(report_path.read_text())
+    # a rerun finds both episodes in the log and runs none of them again
+    assert vla_eqm(args) == 0
+    again = json.loads(report_path.read_text())
+    assert again["episodes_resumed"] == 2 and again["episodes"] == report["episodes"]
+    # the log belongs to its settings: another K_max is refused, naming the key
+    assert vla_eqm([*args[:-1], "--k-max", "4", "--no-progress"]) == 2
     task = report["tasks"][TASK]
     assert task["episodes"] == 2 and report["episodes_run"] == 2
     for episode in report["episodes"]:  # the second one starts after a reset (same sim time)

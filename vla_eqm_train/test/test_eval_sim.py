@@ -58,3 +58,25 @@ def test_command_line_decoder_overrides_reach_the_config_and_bad_values_are_refu
 
 def test_no_overrides_means_the_checkpoints_own_settings():
     assert overrides_of(_args()) == {}
+
+
+def test_the_episode_log_keeps_finished_episodes_and_refuses_other_settings(tmp_path):
+    from vla_eqm_train.commands.eval_sim import EpisodeLog
+
+    identity = {"weights_sha256": "ab", "overrides": {}, "max_steps": 500, "policy_seed": 0,
+                "expert": False}
+    log = EpisodeLog(tmp_path / "ep.jsonl", identity)
+    log.append({"task": "reach-v3", "variation": 0, "seed": 1000, "success": True, "error": ""})
+    log.append({"task": "reach-v3", "variation": 1, "seed": 1000, "success": False,
+                "error": "reset timed out"})  # failed runs are run again
+    with (tmp_path / "ep.jsonl").open("a") as fh:
+        fh.write('{"task": "reach-v3", "vari')  # cut off by an interruption
+    again = EpisodeLog(tmp_path / "ep.jsonl", identity)
+    plan = [["reach-v3", 0, 1000], ["reach-v3", 1, 1000], ["reach-v3", 2, 1000]]
+    assert [r["variation"] for r in again.records(plan)] == [0]
+    assert again.records([["reach-v3", 5, 1000]]) == []
+    again.append({"task": "reach-v3", "variation": 2, "seed": 1000, "success": True,
+                  "error": ""})  # after the cut-off line, on a line of its own
+    assert [r["variation"] for r in again.records(plan)] == [0, 2]
+    with pytest.raises(ValueError, match="max_steps"):
+        EpisodeLog(tmp_path / "ep.jsonl", {**identity, "max_steps": 100})

@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"episode step limit (default: {SUITE_STEP_LIMIT} with --suite, the "
                              "MT50 protocol; 200 otherwise: the demos finish in <= 80 steps)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--log", type=Path, default=None,
+                        help="append each finished episode here (JSON lines); a rerun with the "
+                             "same settings runs only the episodes not in it (resume, also on "
+                             "another machine: settings match by checkpoint hash)")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="write the MT50 table (published rows and ours) here")
     parser.add_argument("--name", default=None,
@@ -139,10 +143,11 @@ def decoder_settings(config: Any) -> dict[str, Any]:
 
 
 def run_workers(settings: dict[str, Any], episodes: list[list[Any]], workers: int,
-                domain_base: int | None, progress: bool) -> list[dict[str, Any]]:
+                domain_base: int | None, progress: bool,
+                on_record: Any = None) -> list[dict[str, Any]]:
     """Hand the episodes, one job each, to ``workers`` processes (``workers.JobPool``);
-    returns their records in plan order. A policy reseeds at every episode, so a record never
-    depends on which worker ran it."""
+    returns their records in plan order (``on_record`` sees each as it finishes). A policy
+    reseeds at every episode, so a record never depends on which worker ran it."""
     from tqdm import tqdm
 
     from vla_eqm_sim.workers import JobPool
@@ -155,6 +160,8 @@ def run_workers(settings: dict[str, Any], episodes: list[list[Any]], workers: in
         if event.get("event") != "episode":
             return
         records.append({k: v for k, v in event.items() if k not in ("event", "worker")})
+        if on_record is not None:
+            on_record(records[-1])
         bar.update(1)
         bar.set_postfix(success=f"{sum(r['success'] for r in records)}/{len(records)}")
 
@@ -201,12 +208,18 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     by_task = plan(tasks, args.episodes, args.seed, args.variation_start)
     episodes = [by_task[t * args.episodes + i] for i in range(args.episodes)
                 for t in range(len(tasks))]
-    n = min(args.workers, len(episodes))
     settings = {"checkpoint": str(checkpoint), "overrides": overrides, "max_steps": max_steps,
                 "seed": args.policy_seed, "expert": bool(args.expert), "contract": contract,
                 "threads": 1}
+    log = EpisodeLog(args.log, log_identity(settings, checkpoint)) if args.log else None
+    done = log.records(episodes) if log else []
+    todo = [ep for ep in episodes if tuple(ep) not in {_key(r) for r in done}]
+    n = max(1, min(args.workers, len(todo)))
     t0 = time.monotonic()
-    records = run_workers(settings, episodes, n, args.domain_base, not args.no_progress)
+    fresh = (run_workers(settings, todo, n, args.domain_base, not args.no_progress,
+                         log.append if log else None) if todo else [])
+    order = {tuple(ep): i for i, ep in enumerate(episodes)}
+    records = sorted(done + fresh, key=lambda r: order.get(_key(r), 0))
     report = aggregate(records, tasks)
     report.update(suite_metrics(records, tasks))
     report["within_100_steps"] = suite_metrics(records, tasks, SHORT_STEP_LIMIT)
@@ -219,10 +232,66 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "episodes_per_task": args.episodes, "checkpoint": None if args.expert else str(checkpoint),
         "workers": n, "episodes_run": len(records),
         "episodes_planned": len(episodes), "wall_s": round(time.monotonic() - t0, 1),
+        "episodes_resumed": len(done),
+        "episode_seconds": round(sum(r.get("wall_s", 0.0) for r in records), 1),
         "client": "vla_eqm_train.evaluation.sim.client.PolicyClient (lockstep, ROS topics)",
         "episodes": records,
     })
     return report
+
+
+def _key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (record["task"], record["variation"], record["seed"])
+
+
+def log_identity(settings: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+    """What must match for logged episodes to count: the weights (by hash, so a log resumes in
+    another clone), the overrides, the step limit, the policy seed, expert or not."""
+    import hashlib
+
+    weights = checkpoint / "model.safetensors"
+    digest = (hashlib.sha256(weights.read_bytes()).hexdigest()
+              if not settings["expert"] and weights.is_file() else None)
+    return {"weights_sha256": digest, "overrides": settings["overrides"],
+            "max_steps": settings["max_steps"], "policy_seed": settings["seed"],
+            "expert": settings["expert"]}
+
+
+class EpisodeLog:
+    """``--log``: one header line (the identity) and one JSON line per finished episode."""
+
+    def __init__(self, path: Path, identity: dict[str, Any]) -> None:
+        self.path, self.identity = Path(path), identity
+        if self.path.is_file() and self.path.stat().st_size:
+            header = json.loads(self.path.read_text().splitlines()[0])
+            if header.get("identity") != identity:
+                changed = sorted(k for k in identity
+                                 if header.get("identity", {}).get(k) != identity[k])
+                raise ValueError(f"{self.path} was written with other settings ({changed}); "
+                                 "use another --log")
+            if not self.path.read_text().endswith("\n"):  # a line cut off by an interruption
+                with self.path.open("a") as fh:
+                    fh.write("\n")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"identity": identity}) + "\n")
+
+    def records(self, episodes: list[list[Any]]) -> list[dict[str, Any]]:
+        """The logged records of planned episodes (the last one wins if logged twice)."""
+        wanted = {tuple(ep) for ep in episodes}
+        out: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for line in self.path.read_text().splitlines()[1:]:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut off by an interruption
+                continue
+            if _key(rec) in wanted and not rec.get("error"):
+                out[_key(rec)] = rec
+        return list(out.values())
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
 
 
 def _apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
