@@ -2,7 +2,10 @@
 # The MT50 pipeline (docs/mt50.md), every step resumable: rerun the same command after an
 # interruption, and each step continues where it stopped or is skipped when done.
 #
-#   bash scripts/mt50_pipeline.sh record|cache|train|eval|all
+#   bash scripts/mt50_pipeline.sh record|cache|train|ship|eval|all
+#
+# ship copies the finished runs into vla_eqm_ros/vla_eqm_ros/checkpoints/mt50_{eqm,fm} (commit
+# them: the data and the runs do not outlive a session); eval needs only those checkpoints.
 #
 # DATA (default ~/vla_data) holds the bags, the cache and the runs, outside the work tree.
 # TRAIN_MINUTES: stop training once each run has trained this long in all (the trainer counts
@@ -38,7 +41,7 @@ train() {  # EqM and FM side by side, one core each
   wait
 }
 
-evaluate() {  # ships the trained checkpoints, then bench/results/mt50.json and the README table
+ship() {  # the trained checkpoints into the package (refuses unfinished runs)
   for dec in eqm fm; do
     python - "$RUNS/mt50_$dec/ckpt" "vla_eqm_train/config/mt50_$dec.yaml" <<'PY' || exit 1
 import sys, yaml
@@ -52,6 +55,9 @@ PY
   for dec in eqm fm; do
     rm -rf "${CHECKPOINTS:?}/mt50_$dec" && cp -r "$RUNS/mt50_$dec/ckpt" "$CHECKPOINTS/mt50_$dec"
   done
+}
+
+evaluate() {  # bench/results/mt50.json and the README table, from the shipped checkpoints
   python bench/mt50.py --episodes 10 --workers 2 --raw "$DATA/mt50/eval"
 }
 
@@ -59,7 +65,8 @@ case "${1:-all}" in
   record) record ;;
   cache) cache ;;
   train) train ;;
+  ship) ship ;;
   eval) evaluate ;;
-  all) record && cache && train && evaluate ;;
-  *) echo "usage: $0 record|cache|train|eval|all" >&2; exit 2 ;;
+  all) record && cache && train && ship && evaluate ;;
+  *) echo "usage: $0 record|cache|train|ship|eval|all" >&2; exit 2 ;;
 esac

@@ -42,3 +42,30 @@ def test_the_shipped_checkpoints_are_a_few_megabytes():
     for d in (DEFAULT_CHECKPOINT, FM):
         size = (d / "model.safetensors").stat().st_size
         assert 100_000 < size < 20_000_000
+
+
+MT50_EQM, MT50_FM = DEFAULT_CHECKPOINT.parent / "mt50_eqm", DEFAULT_CHECKPOINT.parent / "mt50_fm"
+
+
+def test_the_mt50_pair_covers_all_fifty_tasks_from_the_same_data_and_budget():
+    from vla_eqm_sim.suites import suite_tasks
+
+    eqm, fm = load_config(MT50_EQM), load_config(MT50_FM)
+    assert (eqm.decoder, fm.decoder) == ("eqm", "fm")
+    assert sorted(eqm.provenance["dataset_tasks"]) == sorted(suite_tasks("mt50"))
+    assert fm.provenance["dataset_hash"] == eqm.provenance["dataset_hash"]
+    same = ("steps", "batch_size", "repeats", "lr", "model", "seed", "warmup_steps")
+    assert {k: fm.provenance["train_config"][k] for k in same} == {
+        k: eqm.provenance["train_config"][k] for k in same}
+    assert eqm.provenance["steps"] == eqm.provenance["train_config"]["steps"]  # trained to the end
+    # JPEG cameras as a robot records them: the contract it is served on says so
+    assert {c.get("transport", "raw") for c in eqm.contract["cameras"]} == {"compressed"}
+    for d in (MT50_EQM, MT50_FM):
+        assert 100_000 < (d / "model.safetensors").stat().st_size < 20_000_000
+    policy = Policy.from_checkpoint(MT50_EQM, seed=0)
+    cfg = policy.config
+    obs = Observation(
+        images={c.name: np.zeros((c.height, c.width, 3), np.uint8) for c in cfg.model.cameras},
+        state=np.zeros(cfg.model.state_dim, np.float32), goal="open the window")
+    chunk, rec = policy.predict_action_chunk(obs)
+    assert chunk.shape == (cfg.model.horizon, cfg.model.action_dim) and np.isfinite(chunk).all()
