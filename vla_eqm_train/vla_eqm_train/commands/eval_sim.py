@@ -131,15 +131,13 @@ def aggregate(records: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]
 
 
 def decoder_settings(config: Any) -> dict[str, Any]:
-    """The settings a report must carry to be reproducible."""
-    return {"decoder": config.decoder, "tau": config.solver.tau,
-            "tau_by_goal": list(config.solver.tau_by_goal), "k_max": config.solver.k_max,
-            "step_size": config.solver.step_size, "momentum": config.solver.momentum,
-            "deadline_ms": config.solver.deadline_ms, "warm_start": config.warm_start.mode,
-            "warm_start_fraction": config.warm_start.fraction,
-            "warm_start_tail": config.warm_start.tail,
-            "warm_start_frozen_rows": config.warm_start.frozen_rows, "fm_steps": config.fm.steps,
-            "execute_steps": config.execute_steps, "horizon": config.model.horizon}
+    """The settings a report must carry to be reproducible: every tunable setting
+    (``vla_eqm_ros.settings``, the node's parameter names) and the horizon."""
+    from vla_eqm_ros import settings
+
+    values = {k: list(v) if isinstance(v, tuple) else v
+              for k, v in settings.values(config).items()}
+    return {**values, "horizon": config.model.horizon}
 
 
 def run_workers(settings: dict[str, Any], episodes: list[list[Any]], workers: int,
@@ -295,18 +293,11 @@ class EpisodeLog:
 
 
 def _apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
-    """The checkpoint's config with the overrides, validated by the core's dataclasses."""
-    import dataclasses
+    """The checkpoint's config with the overrides (setting names, ``vla_eqm_ros.settings``: the
+    same map the node and ``Policy.update_solver`` use), validated by the core's dataclasses."""
+    from vla_eqm_ros import settings
 
-    solver = {k: v for k, v in overrides.items()
-              if k in ("tau", "tau_by_goal", "k_max", "step_size", "momentum", "deadline_ms")}
-    ws = {"mode" if k == "warm_start" else k.removeprefix("warm_start_"): v
-          for k, v in overrides.items() if k.startswith("warm_start")}
-    top = {k: v for k, v in overrides.items() if k == "execute_steps"}
-    fm = {"steps": overrides["fm_steps"]} if "fm_steps" in overrides else {}
-    return config.replace(solver=dataclasses.replace(config.solver, **solver),
-                          warm_start=dataclasses.replace(config.warm_start, **ws),
-                          fm=dataclasses.replace(config.fm, **fm), **top)
+    return settings.apply(config, overrides)
 
 
 def _print_table(report: dict[str, Any]) -> None:
