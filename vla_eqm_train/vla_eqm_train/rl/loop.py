@@ -210,7 +210,7 @@ class RLRun:
                 self.curve.append(row)
                 self._save_state()
                 self._write_outputs(stopped="running")
-            if self.iteration == cfg.iterations and "eval" not in self.curve[-1]:
+            if "eval" not in self.curve[-1]:  # "after" must score the head that ships
                 t0 = time.monotonic()
                 self.curve[-1]["eval"] = self.evaluate(pool)
                 self.wall_s += time.monotonic() - t0
