@@ -77,8 +77,6 @@ def apply(cfg: PolicyConfig, changes: dict[str, Any]) -> PolicyConfig:
         name = canonical(raw)
         if name in INTEGER and isinstance(new, float) and new.is_integer():
             new = int(new)
-        if name == "tau_by_goal":  # an unset ROS string array reads as None: no entries
-            new = tuple(new or ())
         if name in FIXED:
             if new != value(cfg, name):
                 raise ValueError(f"{name} '{new}' needs a checkpoint trained for it; this "

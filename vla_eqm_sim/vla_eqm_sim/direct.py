@@ -42,6 +42,7 @@ class DirectSim:
         self.transport: str = params["image_transport"]
         self.jpeg_quality = int(jpeg_quality)
         self.assembler = ObservationAssembler(contract, history=2)
+        self._topics = self.assembler.topics  # absolute names; the bridge's are relative
         self._steps_total = 0
 
     def reset(self, task: str, variation: int, seed: int) -> Observation:
@@ -58,12 +59,12 @@ class DirectSim:
         return DirectStep(None if result.done else self._observe(), result)
 
     def _observe(self) -> Observation:
-        ns = messages.SIM_TIME_ORIGIN_NS + int(round(self._steps_total * self.backend.dt * 1e9))
-        stamp = messages.stamp_from_ns(ns)
+        ns = messages.sim_time_ns(self._steps_total, self.backend.dt)
+        frames = self.backend.render(self.cameras, (self.image_size, self.image_size))
         msgs: dict[str, Any] = messages.observation_msgs(
-            self.backend, self.cameras, self.image_size, self.transport, self.jpeg_quality, stamp)
+            self.backend, frames, self.transport, self.jpeg_quality, messages.stamp_from_ns(ns))
         for topic, msg in msgs.items():
-            if "/" + topic in self.assembler.topics:
+            if "/" + topic in self._topics:
                 self.assembler.feed("/" + topic, msg)
         assembled = self.assembler.assemble(ns * 1e-9)
         if assembled.observation is None:  # a contract the bridge's topics cannot satisfy

@@ -19,6 +19,11 @@ WORLD_FRAME = "world"
 SIM_TIME_ORIGIN_NS = 1_000_000_000  # lockstep sim time starts at 1 s: 0 means "no time yet" to ROS
 
 
+def sim_time_ns(steps: int, dt: float) -> int:
+    """Lockstep sim time after ``steps`` steps of ``dt`` s (the bridge and ``DirectSim``)."""
+    return SIM_TIME_ORIGIN_NS + int(round(steps * dt * 1e9))
+
+
 def stamp_from_ns(ns: int) -> Time:
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
@@ -81,12 +86,12 @@ def pose_msg(position: np.ndarray, quat_xyzw: np.ndarray, stamp: Time) -> PoseSt
     return msg
 
 
-def observation_msgs(backend, cameras: list[str], image_size: int, transport: str,
-                     jpeg_quality: int, stamp: Time) -> dict[str, object]:
+def observation_msgs(backend, frames: dict[str, np.ndarray], transport: str, jpeg_quality: int,
+                     stamp: Time) -> dict[str, object]:
     """What a robot publishes for the backend's current step, by topic (relative names, as the
-    bridge advertises them): one image per camera on the transport, joint states, the ee pose.
-    The sim bridge publishes exactly these; ``direct.DirectSim`` decodes them without DDS."""
-    frames = backend.render(cameras, (image_size, image_size))
+    bridge advertises them): ``frames`` (the step's renders) on the transport, joint states, the
+    ee pose. The sim bridge publishes exactly these; ``direct.DirectSim`` decodes them without
+    DDS. Rendering stays with the caller, so the bridge can time it apart from encoding."""
     out: dict[str, object] = {}
     for cam, frame in frames.items():
         if transport == "compressed":

@@ -143,7 +143,7 @@ class SimBridge(Node):
     # --- time ----------------------------------------------------------------------------------
     @property
     def sim_time_ns(self) -> int:
-        return SIM_TIME_ORIGIN_NS + int(round(self._sim_steps_total * self.backend.dt * 1e9))
+        return messages.sim_time_ns(self._sim_steps_total, self.backend.dt)
 
     def _stamp(self):
         if self.lockstep:
@@ -310,9 +310,10 @@ class SimBridge(Node):
         if self._clock_pub is not None:
             self._clock_pub.publish(Clock(clock=stamp))
         t0 = time.perf_counter()
-        msgs = messages.observation_msgs(self.backend, p.cameras, p.image_size, p.image_transport,
-                                         p.jpeg_quality, stamp)
+        frames = self.backend.render(p.cameras, (p.image_size, p.image_size))
         t1 = time.perf_counter()
+        msgs = messages.observation_msgs(self.backend, frames, p.image_transport, p.jpeg_quality,
+                                         stamp)
         for cam, pub in self._image_pubs.items():
             pub.publish(msgs[messages.camera_topic(cam, p.image_transport)])
         self._joint_pub.publish(msgs["joint_states"])

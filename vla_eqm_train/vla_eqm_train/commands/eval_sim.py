@@ -170,7 +170,7 @@ def run_workers(settings: dict[str, Any], episodes: list[list[Any]], workers: in
     for err in errors:
         print(f"warning: {err}", file=sys.stderr)
     order = {tuple(ep): i for i, ep in enumerate(episodes)}
-    return sorted(records, key=lambda r: order.get((r["task"], r["variation"], r["seed"]), 0))
+    return sorted(records, key=lambda r: order.get(_key(r), 0))
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -211,7 +211,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 "threads": 1}
     log = EpisodeLog(args.log, log_identity(settings, checkpoint)) if args.log else None
     done = log.records(episodes) if log else []
-    todo = [ep for ep in episodes if tuple(ep) not in {_key(r) for r in done}]
+    logged = {_key(r) for r in done}
+    todo = [ep for ep in episodes if tuple(ep) not in logged]
     n = max(1, min(args.workers, len(todo)))
     t0 = time.monotonic()
     fresh = (run_workers(settings, todo, n, args.domain_base, not args.no_progress,
@@ -260,14 +261,15 @@ class EpisodeLog:
 
     def __init__(self, path: Path, identity: dict[str, Any]) -> None:
         self.path, self.identity = Path(path), identity
-        if self.path.is_file() and self.path.stat().st_size:
-            header = json.loads(self.path.read_text().splitlines()[0])
+        text = self.path.read_text() if self.path.is_file() else ""
+        if text:
+            header = json.loads(text.splitlines()[0])
             if header.get("identity") != identity:
                 changed = sorted(k for k in identity
                                  if header.get("identity", {}).get(k) != identity[k])
                 raise ValueError(f"{self.path} was written with other settings ({changed}); "
                                  "use another --log")
-            if not self.path.read_text().endswith("\n"):  # a line cut off by an interruption
+            if not text.endswith("\n"):  # a line cut off by an interruption
                 with self.path.open("a") as fh:
                     fh.write("\n")
         else:

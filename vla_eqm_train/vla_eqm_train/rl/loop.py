@@ -150,7 +150,7 @@ class RLRun:
             with np.load(job["out"]) as data:
                 arrays = {k: data[k] for k in data.files}
             Path(job["out"]).unlink()
-            for e in np.unique(arrays["episode"]) if arrays["episode"].size else []:
+            for e in np.unique(arrays["episode"]):
                 rows = arrays["episode"] == e
                 decisions.append({k: v[rows] for k, v in arrays.items() if k != "episode"})
         return summaries, decisions

@@ -42,7 +42,6 @@ class RolloutSession:
         backend = make_backend("metaworld", task=spec["first_task"],
                                max_steps=int(spec["max_steps"]), control_mode=control)
         self.sim = DirectSim(backend, contract)
-        self._head_file: str | None = None
 
     def load_head(self, path: str) -> None:
         from safetensors.torch import load_file
@@ -50,7 +49,6 @@ class RolloutSession:
         head = self.policy.model.rl_head
         assert head is not None
         head.load_state_dict(load_file(path))
-        self._head_file = path
 
     def close(self) -> None:
         self.sim.close()

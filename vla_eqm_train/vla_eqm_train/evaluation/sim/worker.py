@@ -11,6 +11,7 @@ exactly like separate processes (the same arrangement as ``vla_eqm_sim.expert_se
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -134,7 +135,7 @@ def _episode(executor, bridge, client, reset, task: str, variation: int, seed: i
     return {"task": task, "variation": variation, "seed": seed,
             "success": bool(log.success and not error), "steps": int(bridge.backend.step_count),
             "iterations": log.iterations, "decode_ms": [round(v, 3) for v in log.decode_ms],
-            "residuals": [None if v != v else round(v, 5) for v in log.residuals],  # FM: None
+            "residuals": [None if math.isnan(v) else round(v, 5) for v in log.residuals],  # FM
             "k_max_hits": log.k_max_hits,
             "decode_errors": log.decode_errors, "bad_messages": log.bad_messages,
             "error": error, "wall_s": round(time.monotonic() - t0, 3)}
