@@ -210,3 +210,29 @@ def test_the_shipped_yaml_sets_every_parameter_the_node_declares():
     assert set(params) | from_checkpoint == set(_TABLE) and not set(params) & from_checkpoint
     for name, value in params.items():
         assert type(value) is type(_TABLE[name][0]), name
+
+
+def test_the_ood_probes_publish_a_noisy_camera_and_another_tasks_goal_reproducibly():
+    from vla_eqm_sim.instructions import instruction_for, wrong_instruction_for
+
+    topic = "/camera/corner/image_raw"
+    h = BridgeHarness("lockstep", cameras=["corner"], image_noise_std=20.0, wrong_goal=True)
+    try:
+        def first_frame() -> np.ndarray:
+            h.reset("drawer-open-v3", 2, 0)
+            h.spin_until(lambda: len(h.received[topic]) >= 1, what=topic)
+            msg = h.received[topic][-1]
+            return np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+
+        noisy = first_frame().astype(float)
+        size = (int(noisy.shape[0]),) * 2
+        clean = h.bridge.backend.render(["corner"], size)["corner"].astype(float)
+        assert 10.0 < np.abs(noisy - clean).mean() < 25.0  # ~0.8 std, less where clipped
+        assert np.array_equal(first_frame(), noisy)  # seeded by episode and step
+        wrong = wrong_instruction_for("drawer-open-v3")
+        assert wrong != instruction_for("drawer-open-v3")
+        h.spin_until(lambda: any(m.data == wrong for m in h.received["/language_goal"]),
+                     what="the wrong goal")
+        assert h.received["/episode_status"][-1].instruction == wrong  # one goal on both topics
+    finally:
+        h.close()

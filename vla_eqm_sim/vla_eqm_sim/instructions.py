@@ -67,3 +67,11 @@ def instruction_for(task: str) -> str:
         return INSTRUCTIONS[task]
     except KeyError:
         raise KeyError(f"no instruction for task {task!r}; known: {sorted(INSTRUCTIONS)}") from None
+
+
+def wrong_instruction_for(task: str) -> str:
+    """Another task's instruction, for the bridge's ``wrong_goal`` probe: the task half the sorted
+    list away, so that it is never a near-twin ("... behind the wall") of the right one."""
+    instruction_for(task)  # unknown tasks fail the same way
+    names = sorted(INSTRUCTIONS)
+    return INSTRUCTIONS[names[(names.index(task) + len(names) // 2) % len(names)]]

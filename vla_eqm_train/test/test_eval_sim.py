@@ -80,3 +80,20 @@ def test_the_episode_log_keeps_finished_episodes_and_refuses_other_settings(tmp_
     assert [r["variation"] for r in again.records(plan)] == [0, 2]
     with pytest.raises(ValueError, match="max_steps"):
         EpisodeLog(tmp_path / "ep.jsonl", {**identity, "max_steps": 100})
+
+
+def test_probe_flags_become_bridge_parameters_and_a_probed_log_is_not_a_clean_one(tmp_path):
+    from pathlib import Path
+
+    from vla_eqm_train.commands.eval_sim import log_identity, probes_of
+
+    assert probes_of(_args()) == {}
+    assert probes_of(_args("--image-noise", "12", "--wrong-goal")) == {
+        "image_noise_std": 12.0, "wrong_goal": True}
+    with pytest.raises(ValueError, match="image-noise"):
+        probes_of(_args("--image-noise", "300"))
+    settings = {"overrides": {}, "max_steps": 500, "seed": 0, "expert": True, "bridge": {}}
+    clean = log_identity(settings, Path(tmp_path))
+    assert "bridge" not in clean  # logs written before the probes existed still resume
+    probed = log_identity({**settings, "bridge": {"wrong_goal": True}}, Path(tmp_path))
+    assert probed["bridge"] == {"wrong_goal": True} and probed != clean

@@ -36,6 +36,8 @@ class BridgeParams:
     reliable_images: bool
     publish_task_state: bool
     qos_depth: int
+    image_noise_std: float
+    wrong_goal: bool
 
 
 def _int_range(lo: int, hi: int) -> list[IntegerRange]:
@@ -77,6 +79,12 @@ _TABLE: dict[str, tuple] = {
     "publish_task_state": (True, "publish the privileged state on sim/task_state for experts",
                            True, None, None),
     "qos_depth": (50, "history depth of the reliable topics", True, (1, 1000), None),
+    # out-of-distribution probes (bench/eqm_claims.py): what a policy sees when a camera degrades
+    # or an operator types the wrong goal; both off by default
+    "image_noise_std": (0.0, "std of Gaussian pixel noise added to every camera frame (0-255 "
+                        "units, seeded per episode and step); 0 = off", True, None, (0.0, 255.0)),
+    "wrong_goal": (False, "publish another task's instruction instead of the task's own "
+                   "(instructions.wrong_instruction_for)", True, None, None),
 }
 
 

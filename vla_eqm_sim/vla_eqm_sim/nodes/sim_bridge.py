@@ -43,8 +43,10 @@ from vla_eqm_sim.commands import (
     validate_action,
     validate_chunk,
 )
+from vla_eqm_sim.instructions import wrong_instruction_for
 from vla_eqm_sim.nodes import messages
 from vla_eqm_sim.nodes.bridge_params import BridgeParams, declare_bridge_params
+from vla_eqm_sim.probes import noisy_frames
 from vla_eqm_sim.trajectory import TrajectoryPoints, sample_trajectory
 
 SIM_TIME_ORIGIN_NS = messages.SIM_TIME_ORIGIN_NS
@@ -299,8 +301,18 @@ class SimBridge(Node):
             )
 
     # --- outputs -------------------------------------------------------------------------------
+    @property
+    def instruction(self) -> str:
+        """The goal this bridge publishes: the task's own, or another's (``wrong_goal`` probe)."""
+        if self.params.wrong_goal:
+            try:
+                return wrong_instruction_for(self.backend.episode.task)
+            except KeyError as err:  # a backend without Meta-World's tasks: say so, keep its own
+                self.get_logger().warning(f"wrong_goal ignored: {err}", once=True)
+        return self.backend.instruction
+
     def _publish_goal(self) -> None:
-        self._goal_pub.publish(String(data=self.backend.instruction))
+        self._goal_pub.publish(String(data=self.instruction))
 
     def _publish_observation(self) -> None:
         """Everything a robot would publish for the current step; the privileged task state goes
@@ -312,16 +324,18 @@ class SimBridge(Node):
         t0 = time.perf_counter()
         frames = self.backend.render(p.cameras, (p.image_size, p.image_size))
         t1 = time.perf_counter()
+        b = self.backend
+        frames = noisy_frames(frames, p.image_noise_std, b.episode.variation, b.episode.seed,
+                              b.step_count)
         msgs = messages.observation_msgs(self.backend, frames, p.image_transport, p.jpeg_quality,
                                          stamp)
         for cam, pub in self._image_pubs.items():
             pub.publish(msgs[messages.camera_topic(cam, p.image_transport)])
         self._joint_pub.publish(msgs["joint_states"])
         self._pose_pub.publish(msgs["ee_pose"])
-        b = self.backend
         self._status_pub.publish(
             messages.episode_status_msg(
-                b.episode, b.instruction, b.step_count, self._last_result, self._episode_return,
+                b.episode, self.instruction, b.step_count, self._last_result, self._episode_return,
                 stamp,
             )
         )
@@ -353,7 +367,7 @@ class SimBridge(Node):
         self.get_logger().info(
             f"reset to {episode.task} variation {episode.variation} seed {episode.seed}"
         )
-        return True, self.backend.instruction
+        return True, self.instruction
 
     def _on_reset(self, request, response):
         response.success, response.message = self.reset_episode(

@@ -84,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="frozen warm start: rows held fixed during the solve")
     g.add_argument("--fm-steps", type=int, help="FM Euler steps")
     g.add_argument("--execute-steps", type=int, help="actions executed per decode")
+    p = parser.add_argument_group("out-of-distribution probes (the sim bridge's parameters)")
+    p.add_argument("--image-noise", type=float, default=0.0, metavar="STD",
+                   help="Gaussian pixel noise on every camera frame, 0-255 units (image_noise_std)")
+    p.add_argument("--wrong-goal", action="store_true",
+                   help="publish another task's instruction as the goal (wrong_goal)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -94,6 +99,18 @@ _OVERRIDES = ("tau", "tau_by_goal", "k_max", "step_size", "momentum", "deadline_
 
 def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k, None) is not None}
+
+
+def probes_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The sim bridge's OOD-probe parameters the flags set (none by default)."""
+    probes: dict[str, Any] = {}
+    if getattr(args, "image_noise", 0.0):
+        if not 0.0 < args.image_noise <= 255.0:
+            raise ValueError(f"--image-noise {args.image_noise} is outside (0, 255]")
+        probes["image_noise_std"] = float(args.image_noise)
+    if getattr(args, "wrong_goal", False):
+        probes["wrong_goal"] = True
+    return probes
 
 
 def plan(tasks: list[str], episodes: int, seed: int, variation_start: int = 0
@@ -208,7 +225,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 for t in range(len(tasks))]
     settings = {"checkpoint": str(checkpoint), "overrides": overrides, "max_steps": max_steps,
                 "seed": args.policy_seed, "expert": bool(args.expert), "contract": contract,
-                "threads": 1}
+                "threads": 1, "bridge": probes_of(args)}
     log = EpisodeLog(args.log, log_identity(settings, checkpoint)) if args.log else None
     done = log.records(episodes) if log else []
     logged = {_key(r) for r in done}
@@ -227,7 +244,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "decoder_settings": None if args.expert or config is None else decoder_settings(config),
         "held_out": {"seed": args.seed, "variation_start": args.variation_start,
                      "training_demos": "seed 0 (vla-eqm record default)"},
-        "max_steps": max_steps, "step_limit": max_steps, "variation_seed": args.seed,
+        "probes": settings["bridge"], "max_steps": max_steps, "step_limit": max_steps,
+        "variation_seed": args.seed,
         "episodes_per_task": args.episodes, "checkpoint": None if args.expert else str(checkpoint),
         "workers": n, "episodes_run": len(records),
         "episodes_planned": len(episodes), "wall_s": round(time.monotonic() - t0, 1),
@@ -253,7 +271,8 @@ def log_identity(settings: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
               if not settings["expert"] and weights.is_file() else None)
     return {"weights_sha256": digest, "overrides": settings["overrides"],
             "max_steps": settings["max_steps"], "policy_seed": settings["seed"],
-            "expert": settings["expert"]}
+            "expert": settings["expert"], **({"bridge": settings["bridge"]}
+                                             if settings.get("bridge") else {})}
 
 
 class EpisodeLog:

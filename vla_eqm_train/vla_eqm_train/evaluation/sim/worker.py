@@ -20,7 +20,8 @@ from typing import Any
 class EvalSession:
     """A lockstep bridge and a policy client (or the scripted expert) in one rclpy context;
     ``episode()`` runs one evaluation episode. ``spec``: checkpoint, overrides, max_steps, seed,
-    expert, contract, threads, stall_timeout_s (see ``eval_sim.evaluate``)."""
+    expert, contract, threads, stall_timeout_s,
+    bridge (the bridge's probe parameters) (see ``eval_sim.evaluate``)."""
 
     def __init__(self, spec: dict[str, Any], first_task: str) -> None:
         import rclpy
@@ -60,7 +61,8 @@ class EvalSession:
                 Parameter("clock_mode", value="lockstep"),
                 Parameter("max_steps", value=int(spec["max_steps"])),
                 Parameter("reliable_images", value=True),
-                Parameter("publish_task_state", value=bool(expert))])
+                Parameter("publish_task_state", value=bool(expert)),
+                *[Parameter(k, value=v) for k, v in spec.get("bridge", {}).items()]])
             self.nodes.append(self.bridge)
             self.client = PolicyClient(policy, contract, context=self.context)
             self.nodes.append(self.client)
