@@ -1,0 +1,410 @@
+"""What EqM buys at deployment, measured on MT50 through the node's executor (issue #14).
+
+    python bench/eqm_claims.py --study confidence      # run what is missing, then analyze
+    python bench/eqm_claims.py --study tau --time-limit-min 60
+    python bench/eqm_claims.py --analyze-only          # rewrite the results from the logs
+
+Every closed-loop episode runs through ``vla-eqm eval-sim`` (lockstep sim bridge, ROS topics, the
+node's receding-horizon executor) and is appended to
+``bench/results/eqm_claims/episodes/<study>/<run>.jsonl`` (``eval-sim --log``): commit them, and a
+rerun in any clone runs only the missing episodes. ``--time-limit-min`` stops a study cleanly
+(finished episodes are kept). The analysis reads the logs, never a cached summary, so a partial
+study is analyzed as far as it went and says so (``complete``).
+
+Studies (shared protocol: ``mt50_eqm`` and ``mt50_fm``, held-out variation seed 1000 unless a run
+says otherwise, ``STEP_LIMIT`` steps per episode: 89 % of the MT50 evaluation's successes came by
+step 200, and a failure costs the whole limit):
+
+- ``confidence``: is EqM's final residual, or hitting K_max, a sign of failure or of
+  out-of-distribution input? Runs: seen variations (seed 0, the demonstrations' start states),
+  unseen ones (seed 1000), Gaussian pixel noise (``--image-noise 25``) and a wrong goal
+  (``--wrong-goal``), 3 episodes on each of the 50 tasks. Failure prediction also uses the 500
+  episodes of the MT50 evaluation (``bench/results/mt50_episodes/eqm.jsonl``).
+- ``tau``: τ from 0.01 to 1 (7 values) at K_max 200, 10 episodes on each task the MT50 evaluation
+  left unsaturated (neither 0/10 nor 10/10).
+
+Writes ``bench/results/eqm_claims.json`` (schema in ``docs/eqm_claims.md``) and the plots under
+``bench/results/eqm_claims/``. Prints the results as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = ROOT / "vla_eqm_ros" / "vla_eqm_ros" / "checkpoints"
+OUT = ROOT / "bench" / "results" / "eqm_claims"
+RESULTS = ROOT / "bench" / "results" / "eqm_claims.json"
+MT50_LOGS = ROOT / "bench" / "results" / "mt50_episodes"
+STEP_LIMIT = 200
+TAUS = (0.01, 0.03, 0.06, 0.1, 0.2, 0.5, 1.0)
+TAU_K_MAX = 200
+BOOTSTRAP = 2000
+EARLY = 10  # decodes: the first 40 steps at execute_steps 4 (the median success is at 70)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One eval-sim invocation of a study; ``args`` are eval-sim flags beyond the shared ones."""
+
+    name: str
+    checkpoint: str
+    tasks: tuple[str, ...]
+    episodes: int
+    args: tuple[str, ...] = ()
+    seed: int = 1000
+    variation_start: int = 0
+    planned: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "planned", len(self.tasks) * self.episodes)
+
+
+def _mt50_tasks() -> list[str]:
+    from vla_eqm_sim.suites import expand
+
+    return expand([], ["mt50"])
+
+
+def _per_task_success(decoder: str) -> dict[str, float]:
+    recs = read_log(MT50_LOGS / f"{decoder}.jsonl")
+    tasks = sorted({r["task"] for r in recs})
+    return {t: float(np.mean([r["success"] for r in recs if r["task"] == t])) for t in tasks}
+
+
+def unsaturated_tasks(decoder: str = "eqm") -> list[str]:
+    """Tasks the MT50 evaluation left neither always nor never solved (where τ can matter)."""
+    return [t for t, s in _per_task_success(decoder).items() if 0.0 < s < 1.0]
+
+
+def study_runs(study: str) -> list[Run]:
+    eqm = str(CHECKPOINTS / "mt50_eqm")
+    if study == "confidence":
+        tasks = tuple(_mt50_tasks())
+        return [Run("seen", eqm, tasks, 3, seed=0),
+                Run("unseen", eqm, tasks, 3),
+                Run("image_noise", eqm, tasks, 3, ("--image-noise", "25")),
+                Run("wrong_goal", eqm, tasks, 3, ("--wrong-goal",))]
+    if study == "tau":
+        tasks = tuple(unsaturated_tasks())
+        return [Run(f"tau_{tau:g}", eqm, tasks, 10, ("--tau", f"{tau:g}", "--k-max",
+                                                     str(TAU_K_MAX))) for tau in TAUS]
+    raise ValueError(f"unknown study {study!r}; known: {STUDIES}")
+
+
+STUDIES = ("confidence", "tau")
+
+
+# ----------------------------------------------------------------------------------- running
+def log_path(study: str, run: Run) -> Path:
+    return OUT / "episodes" / study / f"{run.name}.jsonl"
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Finished episodes of an eval-sim log (the header and cut-off lines skipped)."""
+    if not path.is_file():
+        return []
+    out = {}
+    for line in path.read_text().splitlines()[1:]:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not rec.get("error"):
+            out[(rec["task"], rec["variation"], rec["seed"])] = rec
+    return list(out.values())
+
+
+def execute(study: str, run: Run, workers: int, deadline: float) -> bool:
+    """Run the missing episodes of one run; False when the time limit cut it short."""
+    if len(read_log(log_path(study, run))) >= run.planned:
+        return True
+    remaining = deadline - time.monotonic()
+    if remaining <= 30:
+        return False
+    command = [sys.executable, "-m", "vla_eqm_train.cli", "eval-sim", "--checkpoint",
+               run.checkpoint, "--tasks", *run.tasks, "--episodes", str(run.episodes),
+               "--seed", str(run.seed), "--variation-start", str(run.variation_start),
+               "--max-steps", str(STEP_LIMIT), "--workers", str(workers),
+               "--log", str(log_path(study, run)), *run.args]
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    print(f"[eqm_claims] {study}/{run.name}: {run.planned} episodes planned", file=sys.stderr)
+    # its own process group, so that a time limit also stops eval-sim's worker processes
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        proc.wait(timeout=remaining)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        return False
+    return len(read_log(log_path(study, run))) >= run.planned
+
+
+# ---------------------------------------------------------------------------------- statistics
+def auroc(positive: list[float], negative: list[float]) -> float | None:
+    """P(score of a positive > score of a negative), ties counted half (Mann-Whitney U)."""
+    if not positive or not negative:
+        return None
+    from scipy.stats import rankdata
+
+    scores = np.concatenate([positive, negative])
+    ranks = rankdata(scores)
+    n_pos, n_neg = len(positive), len(negative)
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auroc_ci(positive: list[float], negative: list[float], seed: int = 0
+             ) -> dict[str, Any]:
+    """AUROC with a 95 % percentile bootstrap interval (positives and negatives resampled
+    separately, so both class sizes stay fixed)."""
+    value = auroc(positive, negative)
+    if value is None:
+        return {"auroc": None, "ci95": None, "n_positive": len(positive),
+                "n_negative": len(negative)}
+    rng = np.random.default_rng(seed)
+    pos, neg = np.asarray(positive), np.asarray(negative)
+    draws = [auroc(list(rng.choice(pos, len(pos))), list(rng.choice(neg, len(neg))))
+             for _ in range(BOOTSTRAP)]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return {"auroc": round(value, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
+            "n_positive": len(positive), "n_negative": len(negative)}
+
+
+def episode_signals(rec: dict[str, Any]) -> dict[str, float]:
+    """Per-episode confidence signals, each larger when the decoder is less sure."""
+    res = [r for r in rec.get("residuals", []) if r is not None]
+    n = max(1, len(rec.get("iterations", [])))
+    return {"mean_residual": float(np.mean(res)) if res else math.nan,
+            "first_residual": float(res[0]) if res else math.nan,  # known before any motion
+            # the first EARLY decodes (4 steps each): the same window for every episode, so an
+            # episode's length (failures run to the limit) cannot leak into the score
+            "early_residual": float(np.mean(res[:EARLY])) if res else math.nan,
+            "k_max_fraction": rec.get("k_max_hits", 0) / n,
+            "mean_iterations": float(np.mean(rec["iterations"])) if rec.get("iterations")
+            else math.nan}
+
+
+SIGNALS = ("mean_residual", "early_residual", "first_residual", "k_max_fraction",
+           "mean_iterations")
+
+
+# ------------------------------------------------------------------------------------ analysis
+def analyze_confidence() -> dict[str, Any]:
+    runs = {r.name: read_log(log_path("confidence", r)) for r in study_runs("confidence")}
+    planned = {r.name: r.planned for r in study_runs("confidence")}
+    sig = {name: [episode_signals(r) for r in recs] for name, recs in runs.items()}
+    ood = {}
+    for probe in ("unseen", "image_noise", "wrong_goal"):
+        ood[probe] = {s: auroc_ci([e[s] for e in sig[probe]], [e[s] for e in sig["seen"]])
+                      for s in SIGNALS}
+        ood[probe]["success_rate"] = _rate(runs[probe])
+    mt50 = read_log(MT50_LOGS / "eqm.jsonl")
+    failure = {"pooled": {}, "within_task": {}}
+    for s in SIGNALS:
+        fail = [episode_signals(r)[s] for r in mt50 if not r["success"]]
+        ok = [episode_signals(r)[s] for r in mt50 if r["success"]]
+        failure["pooled"][s] = auroc_ci(fail, ok)
+        failure["within_task"][s] = _within_task_auroc(mt50, s)
+    return {
+        "question": "do the final residual or K_max hits flag failure or out-of-distribution "
+                    "input?",
+        "runs": {n: {"episodes": len(runs[n]), "planned": planned[n],
+                     "success_rate": _rate(runs[n])} for n in runs},
+        "complete": all(len(runs[n]) >= planned[n] for n in runs),
+        "ood_vs_seen": ood,
+        "failure_mt50": {**failure, "episodes": len(mt50),
+                         "source": "bench/results/mt50_episodes/eqm.jsonl (500-step limit)"},
+    }
+
+
+def _rate(recs: list[dict[str, Any]]) -> float | None:
+    return round(float(np.mean([r["success"] for r in recs])), 4) if recs else None
+
+
+def _within_task_auroc(recs: list[dict[str, Any]], signal: str, seed: int = 0
+                       ) -> dict[str, Any]:
+    """Failure AUROC inside each task that has both outcomes, averaged with each task weighted
+    by its number of (failure, success) pairs, so that task difficulty alone cannot score; the
+    95 % interval resamples episodes within each task."""
+    by_task = {}
+    for task in sorted({r["task"] for r in recs}):
+        rs = [(not r["success"], episode_signals(r)[signal]) for r in recs if r["task"] == task]
+        if 0 < sum(f for f, _ in rs) < len(rs):
+            by_task[task] = rs
+
+    def pooled(groups: list[list[tuple[bool, float]]]) -> float | None:
+        values, weights = [], []
+        for rs in groups:
+            fail = [v for f, v in rs if f]
+            ok = [v for f, v in rs if not f]
+            if fail and ok:
+                values.append(auroc(fail, ok))
+                weights.append(len(fail) * len(ok))
+        return float(np.average(values, weights=weights)) if values else None
+
+    value = pooled(list(by_task.values()))
+    if value is None:
+        return {"auroc": None, "ci95": None, "tasks": 0}
+    rng = np.random.default_rng(seed)
+    draws = [pooled([[rs[i] for i in rng.integers(0, len(rs), len(rs))]
+                     for rs in by_task.values()]) for _ in range(BOOTSTRAP // 4)]
+    lo, hi = np.percentile([d for d in draws if d is not None], [2.5, 97.5])
+    pairs = sum(sum(f for f, _ in rs) * sum(not f for f, _ in rs) for rs in by_task.values())
+    return {"auroc": round(value, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
+            "tasks": len(by_task), "pairs": int(pairs)}
+
+
+def analyze_tau() -> dict[str, Any]:
+    """The τ scan through ``report.tau_analysis`` (the verdict code of the five-task scan: curve
+    shape, interior peak, task dependence, a two-standard-error band), plus exact tests per task:
+    a chi-square test of homogeneity over the τ values (is the curve flat?) and one-sided Fisher
+    tests of the best τ against each end of the range (is the peak interior?)."""
+    from report import tau_analysis
+    from scipy.stats import chi2_contingency, fisher_exact
+
+    runs = study_runs("tau")
+    logs = {tau: read_log(log_path("tau", run)) for tau, run in zip(TAUS, runs, strict=True)}
+    points: dict[str, list[dict[str, Any]]] = {}
+    tests: dict[str, dict[str, Any]] = {}
+    complete = True
+    for task in runs[0].tasks:
+        counts = []
+        for tau in TAUS:
+            rs = [r for r in logs[tau] if r["task"] == task]
+            counts.append((sum(r["success"] for r in rs), len(rs)))
+            if rs:
+                points.setdefault(task, []).append({
+                    "tau": tau, "success_rate": counts[-1][0] / len(rs), "episodes": len(rs),
+                    "iters_mean": float(np.mean([i for r in rs for i in r["iterations"]])),
+                    "decode_ms_p50": float(np.median([m for r in rs for m in r["decode_ms"]]))})
+        if any(n < runs[0].episodes for _, n in counts):
+            complete = False
+            points.pop(task, None)  # a curve is judged only once all its points are in
+            continue
+        table = np.array([[k, n - k] for k, n in counts])
+        solved = table[:, 0].sum()
+        p_flat = (1.0 if solved in (0, table.sum()) else float(chi2_contingency(table)[1]))
+        best = int(np.argmax(table[:, 0]))
+        p_ends = [float(fisher_exact([table[best], table[end]], alternative="greater")[1])
+                  for end in (0, len(TAUS) - 1)]
+        tests[task] = {"p_flat_chi2": p_flat, "p_peak_vs_ends_fisher": p_ends,
+                       "non_monotone_p05": bool(0 < best < len(TAUS) - 1 and max(p_ends) < 0.05)}
+    analysis = tau_analysis(points)
+    for task, t in tests.items():
+        analysis["tasks"][task].update(t)
+    return {"question": "is τ a task-dependent policy variable with a non-monotone optimum?",
+            "taus": list(TAUS), "k_max": TAU_K_MAX, "scanned_tasks": list(runs[0].tasks),
+            "complete": complete, **analysis}
+
+
+def plot_confidence(result: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    groups = [("failure (MT50, within task)", result["failure_mt50"]["within_task"]),
+              *[(f"{p} vs seen", result["ood_vs_seen"][p])
+                for p in ("unseen", "image_noise", "wrong_goal")]]
+    width = 0.8 / len(SIGNALS)
+    for j, s in enumerate(SIGNALS):
+        vals = [g[s]["auroc"] or 0.5 for _, g in groups]
+        errs = [[v - g[s]["ci95"][0], g[s]["ci95"][1] - v] if g[s].get("ci95") else [0, 0]
+                for v, (_, g) in zip(vals, groups, strict=True)]
+        ax.bar(np.arange(len(groups)) + j * width, vals, width, yerr=np.array(errs).T,
+               label=s, capsize=2)
+    ax.axhline(0.5, color="k", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, [g for g, _ in groups], fontsize=8)
+    ax.set_ylabel("AUROC")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("EqM confidence signals (95 % bootstrap intervals)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_tau(result: dict[str, Any], out: Path) -> None:
+    """Small multiples: one success curve over τ per task (the issue's per-task curves), with
+    the mean iterations per decode on a second axis; ★ marks the best τ."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = result.get("tasks", {})
+    if not tasks:
+        return
+    cols = 5
+    rows = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.3 * rows), squeeze=False)
+    for ax, (task, t) in zip(axes.flat, tasks.items(), strict=False):
+        ax.plot(t["taus"], t["success"], marker="o", color="C0")
+        ax.plot(t["best_taus"], [t["best_success"]] * len(t["best_taus"]), "*", ms=11,
+                color="gold", mec="k")
+        twin = ax.twinx()
+        twin.plot(t["taus"], t["iters_mean"], color="C1", lw=0.8, ls=":")
+        twin.tick_params(labelsize=6, colors="C1")
+        ax.set_xscale("log")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"{task} ({t['shape']})", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.suptitle(f"EqM success (blue) and iterations per decode (orange) over τ, K_max "
+                 f"{result.get('k_max')}, {STEP_LIMIT}-step episodes", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+ANALYSES = {"confidence": analyze_confidence, "tau": analyze_tau}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", nargs="+", choices=STUDIES, default=list(STUDIES))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--time-limit-min", type=float, default=600.0,
+                        help="stop starting runs after this long; finished episodes are kept")
+    parser.add_argument("--analyze-only", action="store_true", help="run nothing; analyze logs")
+    args = parser.parse_args(argv)
+    deadline = time.monotonic() + args.time_limit_min * 60
+    if not args.analyze_only:
+        for study in args.study:
+            for run in study_runs(study):
+                if not execute(study, run, args.workers, deadline):
+                    break
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results.update({"date": dt.date.today().isoformat(), "step_limit": STEP_LIMIT,
+                    "machine": "2-core CPU, no GPU", "schema": "docs/eqm_claims.md"})
+    for study in STUDIES:
+        if any(read_log(log_path(study, r)) for r in study_runs(study)):
+            results[study] = ANALYSES[study]()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if "confidence" in results:
+        plot_confidence(results["confidence"], OUT / "confidence_auroc.png")
+    if "tau" in results:
+        plot_tau(results["tau"], OUT / "tau_scan.png")
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

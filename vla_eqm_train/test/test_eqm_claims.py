@@ -1,0 +1,76 @@
+"""bench/eqm_claims.py's statistics on synthetic episode logs (no sims): AUROC and its interval,
+the within-task failure AUROC, and the τ-scan verdict with its exact tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from test_run_all_report import _load
+
+claims = _load("eqm_claims")
+
+
+def test_auroc_is_the_mann_whitney_probability_with_ties_counted_half():
+    assert claims.auroc([3.0, 4.0], [1.0, 2.0]) == 1.0
+    assert claims.auroc([1.0], [2.0]) == 0.0
+    assert claims.auroc([1.0, 1.0], [1.0]) == 0.5
+    rng = np.random.default_rng(0)
+    pos, neg = list(rng.normal(1, 1, 40)), list(rng.normal(0, 1, 30))
+    brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert abs(claims.auroc(pos, neg) - brute) < 1e-12
+    ci = claims.auroc_ci(pos, neg)
+    assert ci["ci95"][0] < ci["auroc"] < ci["ci95"][1] and ci["n_positive"] == 40
+    assert claims.auroc([], neg) is None and claims.auroc_ci([], neg)["ci95"] is None
+
+
+def _rec(task: str, variation: int, success: bool, residual: float, seed: int = 1000) -> dict:
+    return {"task": task, "variation": variation, "seed": seed, "success": success,
+            "iterations": [5, 5], "decode_ms": [1.0, 1.0], "residuals": [residual, residual],
+            "k_max_hits": 0, "error": ""}
+
+
+def test_within_task_auroc_does_not_credit_a_signal_that_only_tells_tasks_apart():
+    # task "hard" fails always at high residual, "easy" succeeds always at low residual, and
+    # inside the mixed task the residual says nothing: pooled AUROC is high, within-task 0.5
+    recs = ([_rec("hard", v, False, 0.3) for v in range(5)]
+            + [_rec("easy", v, True, 0.05) for v in range(5)]
+            + [_rec("mixed", v, v % 2 == 0, 0.1) for v in range(6)])
+    fail = [claims.episode_signals(r)["mean_residual"] for r in recs if not r["success"]]
+    ok = [claims.episode_signals(r)["mean_residual"] for r in recs if r["success"]]
+    assert claims.auroc(fail, ok) > 0.8
+    within = claims._within_task_auroc(recs, "mean_residual")
+    assert (within["auroc"], within["tasks"], within["pairs"]) == (0.5, 1, 9)
+    assert within["ci95"][0] <= 0.5 <= within["ci95"][1]
+
+
+def _write_log(path: Path, recs: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([json.dumps({"identity": {}}), *map(json.dumps, recs)]) + "\n")
+
+
+def test_the_tau_scan_verdict_finds_an_interior_peak_and_a_flat_task(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "OUT", tmp_path)
+    tasks = ("peaked-v3", "flat-v3")
+    runs = [claims.Run(f"tau_{t:g}", "ckpt", tasks, 10) for t in claims.TAUS]
+    monkeypatch.setattr(claims, "study_runs", lambda study: runs)
+    peak = [1, 3, 9, 10, 9, 2, 1]  # successes out of 10 per tau: interior optimum at 0.1
+    for tau, run, k in zip(claims.TAUS, runs, peak, strict=True):
+        recs = [_rec("peaked-v3", v, v < k, tau) for v in range(10)]
+        recs += [_rec("flat-v3", v, v < 5, tau) for v in range(10)]
+        _write_log(claims.log_path("tau", run), recs)
+    out = claims.analyze_tau()
+    assert out["complete"]
+    peaked, flat = out["tasks"]["peaked-v3"], out["tasks"]["flat-v3"]
+    assert peaked["best_taus"] == [0.1] and peaked["interior_optimum"]
+    assert peaked["non_monotone_p05"] and peaked["p_flat_chi2"] < 1e-3
+    assert flat["shape"] == "flat" and flat["p_flat_chi2"] == 1.0
+    assert not flat["non_monotone_p05"]
+    claims.plot_tau(out, tmp_path / "tau.png")
+    assert (tmp_path / "tau.png").stat().st_size > 10_000
+    # a missing point makes the study incomplete and keeps the task out of the verdict
+    _write_log(claims.log_path("tau", runs[3]), [_rec("flat-v3", v, v < 5, 0.1)
+                                                  for v in range(10)])
+    partial = claims.analyze_tau()
+    assert not partial["complete"] and "peaked-v3" not in partial["tasks"]
