@@ -22,6 +22,9 @@ step 200, and a failure costs the whole limit):
   episodes of the MT50 evaluation (``bench/results/mt50_episodes/eqm.jsonl``).
 - ``tau``: τ from 0.01 to 1 (7 values) at K_max 200, 10 episodes on each task the MT50 evaluation
   left unsaturated (neither 0/10 nor 10/10).
+- ``warm_start``: none, copy, shifted (noise tail), shifted with hold (the default) and the
+  frozen-prefix solve, 5 episodes on each unsaturated task, each compared with the cold start on
+  the same episodes.
 
 Writes ``bench/results/eqm_claims.json`` (schema in ``docs/eqm_claims.md``) and the plots under
 ``bench/results/eqm_claims/``. Prints the results as one JSON object.
@@ -102,10 +105,22 @@ def study_runs(study: str) -> list[Run]:
         tasks = tuple(unsaturated_tasks())
         return [Run(f"tau_{tau:g}", eqm, tasks, 10, ("--tau", f"{tau:g}", "--k-max",
                                                      str(TAU_K_MAX))) for tau in TAUS]
+    if study == "warm_start":
+        tasks = tuple(unsaturated_tasks())
+        return [Run(f"ws_{name}", eqm, tasks, 5, args) for name, args in WARM_STARTS.items()]
     raise ValueError(f"unknown study {study!r}; known: {STUDIES}")
 
 
-STUDIES = ("confidence", "tau")
+STUDIES = ("confidence", "tau", "warm_start")
+# the paper's copy, shifted with a noise or a held tail (the shipped default: hold), and the
+# frozen-prefix solve (the first row, which executes next, held fixed during the solve)
+WARM_STARTS: dict[str, tuple[str, ...]] = {
+    "none": ("--warm-start", "none"),
+    "copy": ("--warm-start", "copy"),
+    "shifted": ("--warm-start", "shifted", "--warm-start-tail", "noise"),
+    "shifted_hold": ("--warm-start", "shifted", "--warm-start-tail", "hold"),
+    "frozen": ("--warm-start", "frozen", "--warm-start-frozen-rows", "1"),
+}
 
 
 # ----------------------------------------------------------------------------------- running
@@ -311,6 +326,44 @@ def analyze_tau() -> dict[str, Any]:
             "complete": complete, **analysis}
 
 
+def analyze_warm_start() -> dict[str, Any]:
+    """Per mode: success, iterations per decode and K_max hits, each against the cold start
+    (``none``) on the same episodes, with a paired bootstrap interval of the difference."""
+    runs = study_runs("warm_start")
+    logs = {r.name[3:]: {(e["task"], e["variation"]): e for e in read_log(log_path("warm_start",
+                                                                                 r))}
+            for r in runs}
+    cold = logs.get("none", {})
+    rng = np.random.default_rng(0)
+    modes = {}
+    for mode, recs in logs.items():
+        shared = sorted(set(recs) & set(cold))
+        its = [i for e in recs.values() for i in e["iterations"]]
+        out = {"episodes": len(recs), "planned": runs[0].planned,
+               "success_rate": _rate(list(recs.values())),
+               "iters_mean": round(float(np.mean(its)), 3) if its else None,
+               "iters_p50": float(np.median(its)) if its else None,
+               "k_max_fraction": round(sum(e["k_max_hits"] for e in recs.values())
+                                       / max(1, len(its)), 4)}
+        if shared and mode != "none":
+            ds = np.array([recs[k]["success"] - cold[k]["success"] for k in shared], float)
+            di = np.array([np.mean(recs[k]["iterations"]) - np.mean(cold[k]["iterations"])
+                           for k in shared])
+            boot = rng.integers(0, len(shared), (BOOTSTRAP, len(shared)))
+            out["vs_none"] = {
+                "episodes": len(shared),
+                "success_diff": round(float(ds.mean()), 4),
+                "success_diff_ci95": [round(float(v), 4) for v in
+                                      np.percentile(ds[boot].mean(1), [2.5, 97.5])],
+                "iters_diff": round(float(di.mean()), 3),
+                "iters_diff_ci95": [round(float(v), 3) for v in
+                                    np.percentile(di[boot].mean(1), [2.5, 97.5])]}
+        modes[mode] = out
+    return {"question": "which warm start pays: fewer iterations without lost success?",
+            "tasks": list(runs[0].tasks), "modes": modes,
+            "complete": all(m["episodes"] >= m["planned"] for m in modes.values())}
+
+
 def plot_confidence(result: dict[str, Any], out: Path) -> None:
     import matplotlib
 
@@ -373,7 +426,8 @@ def plot_tau(result: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
-ANALYSES = {"confidence": analyze_confidence, "tau": analyze_tau}
+ANALYSES = {"confidence": analyze_confidence, "tau": analyze_tau,
+            "warm_start": analyze_warm_start}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,3 +74,22 @@ def test_the_tau_scan_verdict_finds_an_interior_peak_and_a_flat_task(tmp_path, m
                                                   for v in range(10)])
     partial = claims.analyze_tau()
     assert not partial["complete"] and "peaked-v3" not in partial["tasks"]
+
+
+def test_the_warm_start_comparison_is_paired_with_the_cold_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "OUT", tmp_path)
+    runs = [claims.Run(f"ws_{m}", "ckpt", ("a-v3",), 4) for m in claims.WARM_STARTS]
+    monkeypatch.setattr(claims, "study_runs", lambda study: runs)
+    for run in runs:
+        warm = run.name != "ws_none"
+        recs = [_rec("a-v3", v, v < (3 if warm else 2), 0.1) for v in range(4)]
+        for r in recs:
+            r["iterations"] = [4, 4] if warm else [10, 10]
+        _write_log(claims.log_path("warm_start", run), recs)
+    out = claims.analyze_warm_start()
+    assert out["complete"] and set(out["modes"]) == set(claims.WARM_STARTS)
+    frozen = out["modes"]["frozen"]
+    assert frozen["iters_mean"] == 4.0 and frozen["vs_none"]["iters_diff"] == -6.0
+    assert frozen["vs_none"]["success_diff"] == 0.25 and "vs_none" not in out["modes"]["none"]
+    lo, hi = frozen["vs_none"]["success_diff_ci95"]
+    assert lo <= 0.25 <= hi
