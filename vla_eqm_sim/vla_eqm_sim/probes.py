@@ -1,6 +1,6 @@
-"""Out-of-distribution probes the sim bridge can apply: a degraded camera and a wrong goal.
+"""The sim bridge's degraded-camera probe (the wrong-goal probe lives in ``instructions``).
 
-They exist so that a confidence signal (EqM's final residual, hitting K_max) can be scored against
+Probes exist so that a confidence signal (EqM's final residual, hitting K_max) can be scored against
 inputs a deployed policy meets but was never trained on (``bench/eqm_claims.py``). Noise is seeded
 by the episode and the step, so a probed evaluation is as reproducible as a clean one.
 """
