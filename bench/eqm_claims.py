@@ -41,7 +41,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +70,10 @@ class Run:
     args: tuple[str, ...] = ()
     seed: int = 1000
     variation_start: int = 0
-    planned: int = field(init=False, default=0)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "planned", len(self.tasks) * self.episodes)
+    @property
+    def planned(self) -> int:
+        return len(self.tasks) * self.episodes
 
 
 def _mt50_tasks() -> list[str]:
@@ -129,18 +129,10 @@ def log_path(study: str, run: Run) -> Path:
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """Finished episodes of an eval-sim log (the header and cut-off lines skipped)."""
-    if not path.is_file():
-        return []
-    out = {}
-    for line in path.read_text().splitlines()[1:]:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not rec.get("error"):
-            out[(rec["task"], rec["variation"], rec["seed"])] = rec
-    return list(out.values())
+    """Finished episodes of an eval-sim log, read the way eval-sim resumes from it."""
+    from vla_eqm_train.commands.eval_sim import logged_episodes
+
+    return list(logged_episodes(path).values())
 
 
 def execute(study: str, run: Run, workers: int, deadline: float) -> bool:
@@ -229,9 +221,10 @@ def analyze_confidence() -> dict[str, Any]:
         ood[probe]["success_rate"] = _rate(runs[probe])
     mt50 = read_log(MT50_LOGS / "eqm.jsonl")
     failure = {"pooled": {}, "within_task": {}}
+    mt50_signals = [(r["success"], episode_signals(r)) for r in mt50]
     for s in SIGNALS:
-        fail = [episode_signals(r)[s] for r in mt50 if not r["success"]]
-        ok = [episode_signals(r)[s] for r in mt50 if r["success"]]
+        fail = [sig[s] for won, sig in mt50_signals if not won]
+        ok = [sig[s] for won, sig in mt50_signals if won]
         failure["pooled"][s] = auroc_ci(fail, ok)
         failure["within_task"][s] = _within_task_auroc(mt50, s)
     return {

@@ -275,6 +275,23 @@ def log_identity(settings: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
                                              if settings.get("bridge") else {})}
 
 
+def logged_episodes(path: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The finished episodes of a ``--log`` file by (task, variation, seed): the header, lines
+    cut off by an interruption and failed runs (which are run again) are skipped, and the last
+    record wins if an episode was logged twice."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if not Path(path).is_file():
+        return out
+    for line in Path(path).read_text().splitlines()[1:]:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut off by an interruption
+            continue
+        if not rec.get("error"):
+            out[_key(rec)] = rec
+    return out
+
+
 class EpisodeLog:
     """``--log``: one header line (the identity) and one JSON line per finished episode."""
 
@@ -298,15 +315,7 @@ class EpisodeLog:
     def records(self, episodes: list[list[Any]]) -> list[dict[str, Any]]:
         """The logged records of planned episodes (the last one wins if logged twice)."""
         wanted = {tuple(ep) for ep in episodes}
-        out: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for line in self.path.read_text().splitlines()[1:]:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut off by an interruption
-                continue
-            if _key(rec) in wanted and not rec.get("error"):
-                out[_key(rec)] = rec
-        return list(out.values())
+        return [rec for key, rec in logged_episodes(self.path).items() if key in wanted]
 
     def append(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as fh:
