@@ -82,6 +82,25 @@ def test_the_episode_log_keeps_finished_episodes_and_refuses_other_settings(tmp_
         EpisodeLog(tmp_path / "ep.jsonl", {**identity, "max_steps": 100})
 
 
+def test_a_log_does_not_resume_under_a_changed_checkpoint_default(tmp_path):
+    """The identity carries the effective decoder settings, not only the overrides: a log
+    written under one shipped warm start must not silently count under another."""
+    from vla_eqm_ros import settings as decoder
+    from vla_eqm_ros.checkpoint import load_config
+    from vla_eqm_ros.policy import DEFAULT_CHECKPOINT
+    from vla_eqm_train.commands.eval_sim import EpisodeLog, log_identity
+
+    config = load_config(DEFAULT_CHECKPOINT)
+    run = {"overrides": {}, "max_steps": 200, "seed": 0, "expert": False, "bridge": {}}
+    before = log_identity(run, DEFAULT_CHECKPOINT, config)
+    assert before["decoder"]["warm_start"] == config.warm_start.mode
+    EpisodeLog(tmp_path / "ep.jsonl", before)
+    other = "none" if config.warm_start.mode != "none" else "copy"
+    after = log_identity(run, DEFAULT_CHECKPOINT, decoder.apply(config, {"warm_start": other}))
+    with pytest.raises(ValueError, match="decoder"):
+        EpisodeLog(tmp_path / "ep.jsonl", after)
+
+
 def test_probe_flags_become_bridge_parameters_and_a_probed_log_is_not_a_clean_one(tmp_path):
     from pathlib import Path
 

@@ -226,7 +226,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     settings = {"checkpoint": str(checkpoint), "overrides": overrides, "max_steps": max_steps,
                 "seed": args.policy_seed, "expert": bool(args.expert), "contract": contract,
                 "threads": 1, "bridge": probes_of(args)}
-    log = EpisodeLog(args.log, log_identity(settings, checkpoint)) if args.log else None
+    log = (EpisodeLog(args.log, log_identity(settings, checkpoint, config)) if args.log
+           else None)
     done = log.records(episodes) if log else []
     logged = {_key(r) for r in done}
     todo = [ep for ep in episodes if tuple(ep) not in logged]
@@ -261,15 +262,19 @@ def _key(record: dict[str, Any]) -> tuple[Any, ...]:
     return (record["task"], record["variation"], record["seed"])
 
 
-def log_identity(settings: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+def log_identity(settings: dict[str, Any], checkpoint: Path, config: Any = None
+                 ) -> dict[str, Any]:
     """What must match for logged episodes to count: the weights (by hash, so a log resumes in
-    another clone), the overrides, the step limit, the policy seed, expert or not."""
+    another clone), the overrides and the decoder settings they give (``config``, with the
+    overrides applied: a changed checkpoint default must not resume a log written under the old
+    one), the step limit, the policy seed, expert or not, and the bridge's probes if any."""
     import hashlib
 
     weights = checkpoint / "model.safetensors"
     digest = (hashlib.sha256(weights.read_bytes()).hexdigest()
               if not settings["expert"] and weights.is_file() else None)
     return {"weights_sha256": digest, "overrides": settings["overrides"],
+            "decoder": None if settings["expert"] or config is None else decoder_settings(config),
             "max_steps": settings["max_steps"], "policy_seed": settings["seed"],
             "expert": settings["expert"], **({"bridge": settings["bridge"]}
                                              if settings.get("bridge") else {})}
