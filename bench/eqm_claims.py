@@ -41,7 +41,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ CHECKPOINTS = ROOT / "vla_eqm_ros" / "vla_eqm_ros" / "checkpoints"
 OUT = ROOT / "bench" / "results" / "eqm_claims"
 RESULTS = ROOT / "bench" / "results" / "eqm_claims.json"
 MT50_LOGS = ROOT / "bench" / "results" / "mt50_episodes"
+MT50_HOLD_LOG = MT50_LOGS / "eqm_shifted_hold.jsonl"  # mt50_eqm before the warm-start study
 STEP_LIMIT = 200
 TAUS = (0.01, 0.03, 0.06, 0.1, 0.2, 0.5, 1.0)
 TAU_K_MAX = 200
@@ -82,15 +83,19 @@ def _mt50_tasks() -> list[str]:
     return expand([], ["mt50"])
 
 
-def _per_task_success(decoder: str) -> dict[str, float]:
-    recs = read_log(MT50_LOGS / f"{decoder}.jsonl")
+def _per_task_success(log: Path) -> dict[str, float]:
+    recs = read_log(log)
     tasks = sorted({r["task"] for r in recs})
     return {t: float(np.mean([r["success"] for r in recs if r["task"] == t])) for t in tasks}
 
 
-def unsaturated_tasks(decoder: str = "eqm") -> list[str]:
-    """Tasks the MT50 evaluation left neither always nor never solved (where τ can matter)."""
-    return [t for t, s in _per_task_success(decoder).items() if 0.0 < s < 1.0]
+def unsaturated_tasks(log: Path = MT50_LOGS / "eqm.jsonl") -> list[str]:
+    """Tasks an MT50 evaluation left neither always nor never solved (where τ can matter)."""
+    success = _per_task_success(log)
+    if len(success) < len(_mt50_tasks()):
+        raise SystemExit(f"{log} covers {len(success)} of the MT50 tasks; finish "
+                         "`python bench/mt50.py` first (the studies choose their tasks on it)")
+    return [t for t, s in success.items() if 0.0 < s < 1.0]
 
 
 def study_runs(study: str) -> list[Run]:
@@ -106,7 +111,9 @@ def study_runs(study: str) -> list[Run]:
         return [Run(f"tau_{tau:g}", eqm, tasks, 10, ("--tau", f"{tau:g}", "--k-max",
                                                      str(TAU_K_MAX))) for tau in TAUS]
     if study == "warm_start":
-        tasks = tuple(unsaturated_tasks())
+        # chosen on the first MT50 evaluation (the warm start this study replaced as the default),
+        # so that the study's episodes stay the ones it ran
+        tasks = tuple(unsaturated_tasks(MT50_HOLD_LOG))
         return [Run(f"ws_{name}", eqm, tasks, 5, args) for name, args in WARM_STARTS.items()]
     raise ValueError(f"unknown study {study!r}; known: {STUDIES}")
 
@@ -301,7 +308,8 @@ def analyze_tau() -> dict[str, Any]:
                     "decode_ms_p50": float(np.median([m for r in rs for m in r["decode_ms"]]))})
         if any(n < runs[0].episodes for _, n in counts):
             complete = False
-            points.pop(task, None)  # a curve is judged only once all its points are in
+        if any(n < math.ceil(runs[0].episodes / 2) for _, n in counts):
+            points.pop(task, None)  # a curve is judged once every τ has its first pass
             continue
         table = np.array([[k, n - k] for k, n in counts])
         solved = table[:, 0].sum()
@@ -434,7 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.time_limit_min * 60
     if not args.analyze_only:
         for study in args.study:
-            for run in study_runs(study):
+            # two passes, half the episodes of every run first: a study cut short by a time
+            # limit still has every setting measured (at half the episodes), not half the settings
+            for run in [replace(r, episodes=math.ceil(r.episodes / 2)) for r in
+                        study_runs(study)] + study_runs(study):
                 if not execute(study, run, args.workers, deadline):
                     break
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}

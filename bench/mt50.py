@@ -41,11 +41,15 @@ KEYS = ("per_task", "group_success", "group_mean", "episode_mean", "episodes_per
 
 def evaluate(name: str, checkpoint: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One decoder's eval-sim report (reused from ``--raw`` when its settings match)."""
+    from vla_eqm_ros.checkpoint import load_config
+    from vla_eqm_train.commands.eval_sim import decoder_settings
+
     raw = args.raw / f"{name}.json"
     if raw.is_file():
         report = json.loads(raw.read_text())
         if (report.get("episodes_per_task") == args.episodes
                 and report.get("checkpoint") == str(checkpoint)
+                and report.get("decoder_settings") == decoder_settings(load_config(checkpoint))
                 and report.get("episodes_run") == report.get("episodes_planned")):
             return report
     raw.parent.mkdir(parents=True, exist_ok=True)
@@ -73,12 +77,30 @@ def summarize(name: str, report: dict[str, Any]) -> dict[str, Any]:
             "decoder_settings": report["decoder_settings"]}
 
 
+def superseded(previous: dict[str, Any], decoders: dict[str, Any]) -> dict[str, Any]:
+    """Earlier results of a decoder whose shipped settings have since changed, kept beside the
+    new ones (named ``<decoder>_<warm start>_<tail>``) so that the change stays visible."""
+    kept = dict(previous.get("superseded", {}))
+    for name, old in previous.get("decoders", {}).items():
+        new = decoders.get(name)
+        if new is not None and old.get("decoder_settings") != new["decoder_settings"]:
+            ds = old.get("decoder_settings") or {}
+            kept[f"{name}_{ds.get('warm_start')}_{ds.get('warm_start_tail')}"] = old
+    return kept
+
+
 def readme_table(results: dict[str, Any]) -> str:
     from vla_eqm_train.evaluation.benchmark import markdown_table
 
     rows = []
-    for name, r in results["decoders"].items():
-        rows.append({"policy": f"**ours: {name.upper()}** (`{Path(r['checkpoint']).name}`)",
+    shown = [(f"**ours: {name.upper()}** (`{Path(r['checkpoint']).name}`)", r)
+             for name, r in results["decoders"].items()]
+    shown += [(f"ours, superseded: {r['decoder'].upper()} with warm start "
+               f"{r['decoder_settings']['warm_start']} + {r['decoder_settings']['warm_start_tail']}"
+               f" (`{Path(r['checkpoint']).name}`)", r)
+              for r in results.get("superseded", {}).values()]
+    for policy, r in shown:
+        rows.append({"policy": policy,
                      **{k: r[k] for k in ("group_success", "group_mean", "episode_mean")},
                      "source": f"{r['episodes_run']} episodes, {r['step_limit']}-step limit, "
                                f"variation seed {r['variation_seed']}"})
@@ -117,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     decoders = {name: summarize(name, evaluate(name, ckpt.resolve(), args))
                 for name, ckpt in (("eqm", args.eqm), ("fm", args.fm))}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results = {"date": dt.date.today().isoformat(),
                "command": f"python bench/mt50.py --episodes {args.episodes} "
                           f"--workers {args.workers}",
@@ -125,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                             "variation_seed": decoders["eqm"]["variation_seed"],
                             "end_on_success": True,
                             "headline": "group_mean: the mean of the four group means"},
-               "machine": "2-core CPU, no GPU", "decoders": decoders}
+               "machine": "2-core CPU, no GPU", "decoders": decoders,
+               "superseded": superseded(previous, decoders)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     write_readme(results, args.readme)
