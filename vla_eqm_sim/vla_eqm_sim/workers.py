@@ -10,14 +10,17 @@ worker prints a line with ``"event": "job_done"``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 
 def add_worker_arguments(parser: Any, default: int, what: str) -> None:
@@ -25,7 +28,8 @@ def add_worker_arguments(parser: Any, default: int, what: str) -> None:
     parser.add_argument("--workers", type=int, default=default,
                         help=f"parallel worker processes ({what})")
     parser.add_argument("--domain-base", type=int, default=None,
-                        help="worker k uses ROS_DOMAIN_ID 1 + (base + k) %% 200 (default base: "
+                        help="worker k uses ROS_DOMAIN_ID 1 + (base + k) %% 200, or the next "
+                             "one no other worker pool on this host holds (default base: "
                              "ROS_DOMAIN_ID)")
 
 
@@ -37,6 +41,30 @@ def domain_base(explicit: int | None = None) -> int:
 def worker_domain(base: int, k: int) -> int:
     """Worker k's ``ROS_DOMAIN_ID``: 1 + (base + k) mod 200, never 0 (the default domain)."""
     return 1 + (base + k) % 200
+
+
+DOMAIN_LOCKS = Path(tempfile.gettempdir()) / "vla_eqm_domains"
+
+
+def claim_domain(preferred: int) -> tuple[int, IO[str]]:
+    """The first ROS domain from ``preferred`` on that no other pool on this host holds, and the
+    open lock file that holds it (closing it, or the process ending, frees the domain).
+
+    Two jobs started with nearby ``ROS_DOMAIN_ID``s would otherwise give their workers the same
+    domain, and each worker would hear the other's bridge: episodes then fail or succeed for the
+    wrong reason and nothing says so. DDS stays on loopback here, so a host-local lock covers
+    every pool that can hear another."""
+    DOMAIN_LOCKS.mkdir(parents=True, exist_ok=True)
+    for j in range(200):
+        domain = 1 + (preferred - 1 + j) % 200
+        fh = (DOMAIN_LOCKS / f"{domain}.lock").open("w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            continue
+        return domain, fh
+    raise WorkerError(f"every ROS domain is held by another worker pool ({DOMAIN_LOCKS})")
 
 
 def worker_env(domain: int, threads: int = 1) -> dict[str, str]:
@@ -99,6 +127,8 @@ class JobPool:
         self.arg = arg
         self.base = domain_base(base)
         self._procs: dict[int, subprocess.Popen] = {}
+        self._locks: dict[int, IO[str]] = {}  # worker k's claim on its domain
+        self.domains: dict[int, int] = {}
         self._keep = False
 
     def __enter__(self) -> JobPool:
@@ -112,10 +142,12 @@ class JobPool:
 
     def _proc(self, k: int) -> subprocess.Popen:
         if k not in self._procs or self._procs[k].poll() is not None:
+            if k not in self._locks:  # skips domains another pool (or this one) holds
+                self.domains[k], self._locks[k] = claim_domain(worker_domain(self.base, k))
             self._procs[k] = subprocess.Popen(
                 [sys.executable, "-m", self.module, self.arg], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, text=True, bufsize=1,
-                env=worker_env(worker_domain(self.base, k)))
+                env=worker_env(self.domains[k]))
         return self._procs[k]
 
     def _close(self, k: int) -> None:
@@ -126,6 +158,11 @@ class JobPool:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        self.domains.pop(k, None)
+        lock = self._locks.pop(k, None)
+        if lock is not None:
+            lock.close()
 
     def run(self, jobs: Iterable[dict[str, Any]],
             on_event: Callable[[dict[str, Any]], None]) -> list[str]:

@@ -93,3 +93,74 @@ def test_the_warm_start_comparison_is_paired_with_the_cold_start(tmp_path, monke
     assert frozen["vs_none"]["success_diff"] == 0.25 and "vs_none" not in out["modes"]["none"]
     lo, hi = frozen["vs_none"]["success_diff_ci95"]
     assert lo <= 0.25 <= hi
+
+
+def test_the_deadline_study_pairs_each_budget_with_the_fm_steps_that_fit(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "OUT", tmp_path)
+    monkeypatch.setattr(claims, "MT50_LOGS", tmp_path / "mt50")
+    runs = claims.study_runs("deadline")
+    runs = [claims.Run(r.name, "ckpt", ("a-v3",), 4, r.args) for r in runs]
+    monkeypatch.setattr(claims, "study_runs", lambda study: runs)
+    solve = {"eqm_1ms": 1.4, "eqm_3ms": 3.1, "fm_1steps": 0.6, "fm_2steps": 1.2,
+             "fm_4steps": 2.5}
+    wins = {"eqm_1ms": 3, "eqm_3ms": 4, "fm_1steps": 1, "fm_2steps": 1, "fm_4steps": 2}
+    for run in runs:
+        recs = [{**_rec("a-v3", v, v < wins[run.name], 0.1), "steps": 150,
+                 "solve_ms": [solve[run.name]] * 2, "deadline_hits": 1} for v in range(4)]
+        _write_log(claims.log_path("deadline", run), recs)
+    # the unbounded references: a success at step 300 does not count inside the 200-step limit
+    ref = [{**_rec("a-v3", v, True, 0.1), "steps": 300 if v else 50} for v in range(4)]
+    for name in ("eqm", "fm"):
+        _write_log(tmp_path / "mt50" / f"{name}.jsonl", ref)
+    out = claims.analyze_deadline()
+    assert out["complete"]
+    assert out["matched"]["eqm_1ms"]["fm_run"] == "fm_2steps"  # 1.2 ms fits in 1.4, 2.5 not
+    assert out["matched"]["eqm_3ms"]["fm_run"] == "fm_4steps"
+    assert out["matched"]["eqm_1ms"]["success_diff_eqm_minus_fm"] == 0.5
+    assert out["runs"]["eqm_1ms"]["deadline_fraction"] == 0.5
+    assert out["references"]["eqm_unbounded"]["success_rate"] == 0.25
+    claims.plot_deadline(out, tmp_path / "deadline.png")
+    assert (tmp_path / "deadline.png").stat().st_size > 10_000
+
+
+def test_the_held_out_tau_study_chooses_on_the_scan_and_compares_paired(tmp_path, monkeypatch):
+    monkeypatch.setattr(claims, "OUT", tmp_path)
+    tasks = ("reach-v3", "push-v3")
+    scan = [claims.Run(f"tau_{t:g}", "ckpt", tasks, 4) for t in claims.TAUS]
+    real = claims.study_runs
+
+    def runs(study):
+        return scan if study == "tau" else real(study)
+
+    monkeypatch.setattr(claims, "study_runs", runs)
+    with_best = {"reach-v3": 0.01, "push-v3": 0.5}
+    for tau, run in zip(claims.TAUS, scan, strict=True):
+        recs = [_rec(t, v, tau == best or (t == "push-v3" and tau == 1.0 and v < 3) or v == 0,
+                     tau) for t, best in with_best.items() for v in range(4)]
+        _write_log(claims.log_path("tau", run), recs)
+    choice = claims.tau_choice()
+    assert choice["per_task"] == with_best
+    assert choice["global"] == 0.5  # ties (5 wins at 0.01 and at 0.5) go to the larger τ
+    held = claims.study_runs("tau_heldout")
+    per_task = next(r for r in held if r.name == "per_task")
+    assert per_task.variation_start == claims.HELDOUT_START
+    assert f"0.01={claims.instruction_for('reach-v3')}" in per_task.args
+    assert per_task.args[per_task.args.index("--tau") + 1] == "0.5"
+    for run, won in zip(held, (1, 3), strict=True):
+        recs = [_rec(t, claims.HELDOUT_START + v, v < won, 0.1)
+                for t in tasks for v in range(claims.HELDOUT_EPISODES)]
+        _write_log(claims.log_path("tau_heldout", run), recs)
+    out = claims.analyze_tau_heldout()
+    assert out["complete"] and out["success_diff_per_task_minus_global"] == 0.4
+    lo, hi = out["success_diff_ci95"]
+    assert lo <= 0.4 <= hi
+
+
+def test_the_gap_probe_finds_where_residual_and_error_are_lowest():
+    residual = list(np.geomspace(1.0, 0.01, 50)) + list(np.geomspace(0.01, 0.02, 150))
+    error = list(np.geomspace(1.0, 0.1, 30)) + list(np.geomspace(0.1, 0.3, 170))
+    gap = claims.gap_of_probe(residual, error)
+    assert (gap["k_min_residual"], gap["k_min_error"]) == (50, 30)
+    assert abs(gap["relative_excess"] - (error[49] - 0.1) / 0.1) < 1e-9
+    assert gap["k_at_tau_stop"]["1"] == 1 and gap["k_at_tau_stop"]["0.01"] == 50
+    assert gap["error_at_tau_stop"]["0.01"] == error[49]

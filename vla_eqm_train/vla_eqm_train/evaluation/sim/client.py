@@ -44,8 +44,10 @@ class EpisodeLog:
     done: bool = False
     iterations: list[int] = field(default_factory=list)  # per decode
     decode_ms: list[float] = field(default_factory=list)  # per decode, prefix + solve
+    solve_ms: list[float] = field(default_factory=list)  # per decode, the solve alone
     residuals: list[float] = field(default_factory=list)  # per decode, r of the returned chunk
     k_max_hits: int = 0  # decodes that stopped at K_max instead of reaching tau
+    deadline_hits: int = 0  # decodes that the deadline_ms budget stopped (anytime decoding)
     decode_errors: int = 0
     bad_messages: int = 0
 
@@ -149,8 +151,10 @@ class PolicyClient(Node):
         chunk, rec = self.policy.predict_action_chunk(obs, steps_executed=steps_executed)
         self.log.iterations.append(int(rec.iterations))
         self.log.decode_ms.append(float(rec.prefix_ms + rec.solve_ms))
+        self.log.solve_ms.append(float(rec.solve_ms))
         self.log.residuals.append(float(rec.residual))
         self.log.k_max_hits += int(rec.stop_reason == "k_max")
+        self.log.deadline_hits += int(rec.stop_reason == "deadline")
         return chunk, rec
 
 

@@ -138,7 +138,8 @@ def _episode(executor, bridge, client, reset, task: str, variation: int, seed: i
             "success": bool(log.success and not error), "steps": int(bridge.backend.step_count),
             "iterations": log.iterations, "decode_ms": [round(v, 3) for v in log.decode_ms],
             "residuals": [None if math.isnan(v) else round(v, 5) for v in log.residuals],  # FM
-            "k_max_hits": log.k_max_hits,
+            "solve_ms": [round(v, 3) for v in log.solve_ms],
+            "k_max_hits": log.k_max_hits, "deadline_hits": log.deadline_hits,
             "decode_errors": log.decode_errors, "bad_messages": log.bad_messages,
             "error": error, "wall_s": round(time.monotonic() - t0, 3)}
 
