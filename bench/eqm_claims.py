@@ -125,6 +125,15 @@ def study_runs(study: str) -> list[Run]:
         # so that the study's episodes stay the ones it ran
         tasks = tuple(unsaturated_tasks(MT50_HOLD_LOG))
         return [Run(f"ws_{name}", eqm, tasks, 5, args) for name, args in WARM_STARTS.items()]
+    if study == "warm_start_five":
+        # the demo checkpoint's five tasks at the README table's protocol (20 held-out episodes
+        # per task): does the MT50 finding (the held tail costs success) carry over?
+        five = str(CHECKPOINTS / "default_eqm")
+        from vla_eqm_ros.checkpoint import load_config
+
+        tasks = tuple(load_config(Path(five)).provenance["dataset_tasks"])
+        return [Run(f"ws_{name}", five, tasks, 20, WARM_STARTS[name])
+                for name in ("none", "shifted", "shifted_hold")]
     if study == "tau_heldout":
         choice = tau_choice()
         tasks = tuple(choice["per_task"])
@@ -142,7 +151,8 @@ def study_runs(study: str) -> list[Run]:
     raise ValueError(f"unknown study {study!r}; known: {STUDIES}")
 
 
-STUDIES = ("confidence", "tau", "tau_heldout", "warm_start", "deadline", "gap")
+STUDIES = ("confidence", "tau", "tau_heldout", "warm_start", "warm_start_five", "deadline",
+           "gap")
 # the per-task τ against the best global τ, both chosen on the τ scan's episodes (variations
 # 0-9), on variations the scan never ran; the per-task τ goes through the node's tau_by_goal
 HELDOUT_START, HELDOUT_EPISODES = 10, 5
@@ -159,6 +169,9 @@ WARM_STARTS: dict[str, tuple[str, ...]] = {
     "shifted": ("--warm-start", "shifted", "--warm-start-tail", "noise"),
     "shifted_hold": ("--warm-start", "shifted", "--warm-start-tail", "hold"),
     "frozen": ("--warm-start", "frozen", "--warm-start-frozen-rows", "1"),
+    # the run above inherited the hold tail then shipped; this one isolates the freezing
+    "frozen_noise": ("--warm-start", "frozen", "--warm-start-frozen-rows", "1",
+                     "--warm-start-tail", "noise"),
 }
 
 
@@ -402,12 +415,11 @@ def analyze_tau_heldout() -> dict[str, Any]:
             "complete": all(len(logs[n]) >= r.planned for n, r in runs.items())}
 
 
-def analyze_warm_start() -> dict[str, Any]:
+def analyze_warm_start(study: str = "warm_start") -> dict[str, Any]:
     """Per mode: success, iterations per decode and K_max hits, each against the cold start
     (``none``) on the same episodes, with a paired bootstrap interval of the difference."""
-    runs = study_runs("warm_start")
-    logs = {r.name[3:]: {(e["task"], e["variation"]): e for e in read_log(log_path("warm_start",
-                                                                                 r))}
+    runs = study_runs(study)
+    logs = {r.name[3:]: {(e["task"], e["variation"]): e for e in read_log(log_path(study, r))}
             for r in runs}
     cold = logs.get("none", {})
     rng = np.random.default_rng(0)
@@ -764,7 +776,8 @@ def plot_tau(result: dict[str, Any], out: Path) -> None:
 
 ANALYSES = {"confidence": analyze_confidence, "tau": analyze_tau,
             "tau_heldout": analyze_tau_heldout,
-            "warm_start": analyze_warm_start, "deadline": analyze_deadline}
+            "warm_start": analyze_warm_start, "deadline": analyze_deadline,
+            "warm_start_five": lambda: analyze_warm_start("warm_start_five")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     decoders = {name: summarize(name, evaluate(name, ckpt.resolve(), args))
                 for name, ckpt in (("eqm", args.eqm), ("fm", args.fm))}
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    from vla_eqm_train.commands.eval_sim import logged_episodes
+    from vla_eqm_train.evaluation.benchmark import group_mean_intervals
+
+    intervals = group_mean_intervals(
+        {n: list(logged_episodes(args.episode_logs / f"{n}.jsonl").values()) for n in decoders},
+        list(decoders["eqm"]["per_task"]))
     results = {"date": dt.date.today().isoformat(),
                "command": f"python bench/mt50.py --episodes {args.episodes} "
                           f"--workers {args.workers}",
@@ -149,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                             "end_on_success": True,
                             "headline": "group_mean: the mean of the four group means"},
                "machine": "2-core CPU, no GPU", "decoders": decoders,
+               "intervals": intervals,
                "superseded": superseded(previous, decoders)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")

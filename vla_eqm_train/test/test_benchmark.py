@@ -88,3 +88,20 @@ def test_a_study_run_is_the_base_recipe_plus_its_lever_and_the_baseline_gets_no_
         assert set(entry["decoders"]) <= {"eqm", "fm"}, name
         if "eqm" in entry.get("policy", {}):
             assert entry["decoders"] == ["eqm"], name
+
+
+def test_group_mean_intervals_are_paired_over_the_same_start_states():
+    from vla_eqm_sim.suites import suite_tasks
+    from vla_eqm_train.evaluation.benchmark import group_mean_intervals, suite_metrics
+
+    tasks = suite_tasks("mt50")
+    a = [{"task": t, "variation": v, "seed": 1000, "success": v < 5, "steps": 10}
+         for t in tasks for v in range(10)]
+    # b succeeds exactly where a does, plus variation 5: always 0.1 ahead, on every draw
+    b = [{**r, "success": r["variation"] < 6} for r in a]
+    out = group_mean_intervals({"a": a, "b": b}, tasks, resamples=200)
+    assert out["tasks"] == 50 and out["episodes_per_run"] == 500
+    lo, hi = out["group_mean_ci95"]["a"]
+    assert lo < suite_metrics(a, tasks)["group_mean"] < hi
+    lo, hi = out["paired_difference_ci95"]["b-a"]
+    assert 0.0 < lo <= 0.1 <= hi < 0.2  # paired: far narrower than the two intervals' spread

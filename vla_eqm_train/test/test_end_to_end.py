@@ -77,5 +77,10 @@ def test_closed_loop_episodes_run_back_to_back_against_the_sim_bridge_over_ros_t
         assert all(r >= 0 for r in episode["residuals"])
         hits = sum(i == 3 for i in episode["iterations"])
         assert episode["k_max_hits"] <= hits
+        # the solve alone, inside prefix + solve (what a deadline_ms budget is compared with)
+        assert len(episode["solve_ms"]) == len(episode["decode_ms"])
+        assert all(0 < s <= d for s, d in zip(episode["solve_ms"], episode["decode_ms"],
+                                              strict=True))
+        assert episode["deadline_hits"] == 0  # no deadline_ms set
     assert report["decoder_settings"]["k_max"] == 3
     assert task["decode_ms_p50"] > 0 and task["iters_p50"] >= 1

@@ -103,6 +103,18 @@ def test_the_iterate_probe_pairs_every_iterate_with_its_residual_and_error(setup
     assert probe["argmin_residual"] == int(np.argmin(probe["residual"])) + 1
 
 
+def test_k_max_reaches_every_replay_and_the_iterate_probe(setup, tmp_path):
+    out = tmp_path / "report"
+    rc = vla_eqm(["eval-bag", "--checkpoint", str(setup["ckpt"]), "--bags", str(setup["bags"][0]),
+                  "--tau", "0.001", "--k-max", "3", "--probe-cycles", "1", "--out", str(out),
+                  "--no-progress"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["complete"] and report["solver"]["k_max"] == 3
+    assert report["aggregates"]["tau=0.001 ws=shifted"]["iterations"]["max"] == 3
+    assert [len(p["residual"]) for e in report["episodes"] for p in e["probe"]] == [3]
+
+
 def test_the_cli_writes_a_complete_report_with_every_metric_and_plot(setup, tmp_path):
     out = tmp_path / "report"
     rc = vla_eqm(["eval-bag", "--checkpoint", str(setup["ckpt"]), "--bags",

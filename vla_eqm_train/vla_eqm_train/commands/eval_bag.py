@@ -130,6 +130,7 @@ def prepare(args: argparse.Namespace) -> dict[str, Any]:
             cfg = cfg.replace(solver=dataclasses.replace(cfg.solver, k_max=args.k_max))
         except ValueError as exc:
             raise SetupError(str(exc)) from exc
+        model.config = cfg  # every policy on the shared model starts from it (make_policy)
     settings = settings_grid(decoder, args.tau or [cfg.solver.tau],
                              args.warm_start or [cfg.warm_start.mode],
                              args.fm_steps or [cfg.fm.steps], execute)

@@ -45,6 +45,48 @@ def suite_metrics(records: list[dict[str, Any]], tasks: list[str],
     }
 
 
+def group_mean_intervals(runs: dict[str, list[dict[str, Any]]], tasks: list[str],
+                         resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """95 % bootstrap intervals of each run's ``group_mean`` and of every paired difference.
+
+    Episodes are resampled within each task, and with the same draws for every run: the runs
+    played the same start states (task, variation, seed), so a difference's interval is paired
+    and narrower than two separate intervals suggest. Only start states every run has count.
+    The intervals cover episode noise, not training seeds."""
+    rng = np.random.default_rng(seed)
+    names = list(runs)
+    success: dict[str, dict[str, np.ndarray]] = {n: {} for n in names}
+    for task in tasks:
+        by_run = {n: {(r["variation"], r["seed"]): bool(r["success"]) for r in runs[n]
+                      if r["task"] == task} for n in names}
+        shared = sorted(set.intersection(*(set(v) for v in by_run.values())))
+        if shared:
+            for n in names:
+                success[n][task] = np.array([by_run[n][k] for k in shared], float)
+    used = [t for t in tasks if t in success[names[0]]]
+
+    def group_mean(rates: dict[str, float]) -> float:
+        groups = [np.mean([rates[t] for t in used if _group(t) == g]) for g in GROUPS
+                  if any(_group(t) == g for t in used)]
+        return float(np.mean(groups))
+
+    draws: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(resamples):
+        idx = {t: rng.integers(0, len(success[names[0]][t]), len(success[names[0]][t]))
+               for t in used}
+        for n in names:
+            draws[n].append(group_mean({t: float(success[n][t][idx[t]].mean()) for t in used}))
+
+    def ci(values: list[float] | np.ndarray) -> list[float]:
+        return [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
+
+    return {"resamples": resamples, "tasks": len(used),
+            "episodes_per_run": int(sum(len(success[names[0]][t]) for t in used)),
+            "group_mean_ci95": {n: ci(draws[n]) for n in names},
+            "paired_difference_ci95": {f"{b}-{a}": ci(np.subtract(draws[b], draws[a]))
+                                       for i, a in enumerate(names) for b in names[i + 1:]}}
+
+
 def _group(task: str) -> str | None:
     try:
         return group_of(task)
