@@ -611,7 +611,7 @@ def run_gap(workers: int, deadline: float) -> bool:
             done.write_text("ok\n")
     data = json.loads((report / "report.json").read_text())
     probes = [{"task": e.get("task"), "variation": e.get("variation"), "tick": pr["tick"],
-               **{k: [round(float(v), 5) for v in pr[k]] for k in ("residual", "chunk_l2",
+               **{k: [float(f"{v:.5g}") for v in pr[k]] for k in ("residual", "chunk_l2",
                                                                    "first_l2")}}
               for e in data["episodes"] for pr in e.get("probe", [])]
     GAP_PROBES.parent.mkdir(parents=True, exist_ok=True)
@@ -666,6 +666,10 @@ def analyze_gap() -> dict[str, Any] | None:
             "error": "chunk L2 against the expert's recorded actions (eval-bag chunk_error)",
             "same_iterate_fraction": round(float(same.mean()), 4) if rows else None,
             "same_iterate_ci95": _bootstrap_ci(same, rng),
+            "k_min_error_quartiles": [float(v) for v in np.percentile(
+                [r["k_min_error"] for r in rows], [25, 50, 75])] if rows else None,
+            "k_min_residual_quartiles": [float(v) for v in np.percentile(
+                [r["k_min_residual"] for r in rows], [25, 50, 75])] if rows else None,
             "relative_excess_median": round(float(np.median(excess)), 4) if rows else None,
             "relative_excess_mean": round(float(excess.mean()), 4) if rows else None,
             "relative_excess_mean_ci95": _bootstrap_ci(excess, rng),
