@@ -176,6 +176,11 @@ WARM_STARTS: dict[str, tuple[str, ...]] = {
 
 
 # ----------------------------------------------------------------------------------- running
+def first_pass(episodes: int) -> int:
+    """Episodes per task a run gets in the first pass (the rest follow in the second)."""
+    return max(1, episodes * 3 // 10)
+
+
 def log_path(study: str, run: Run) -> Path:
     return OUT / "episodes" / study / f"{run.name}.jsonl"
 
@@ -353,7 +358,7 @@ def analyze_tau() -> dict[str, Any]:
                     "decode_ms_p50": float(np.median([m for r in rs for m in r["decode_ms"]]))})
         if any(n < runs[0].episodes for _, n in counts):
             complete = False
-        if any(n < math.ceil(runs[0].episodes / 2) for _, n in counts):
+        if any(n < first_pass(runs[0].episodes) for _, n in counts):
             points.pop(task, None)  # a curve is judged once every τ has its first pass
             continue
         table = np.array([[k, n - k] for k, n in counts])
@@ -798,9 +803,9 @@ def main(argv: list[str] | None = None) -> int:
             if study == "gap":
                 run_gap(args.workers, deadline)
                 continue
-            # two passes, half the episodes of every run first: a study cut short by a time
-            # limit still has every setting measured (at half the episodes), not half the settings
-            for run in [replace(r, episodes=math.ceil(r.episodes / 2)) for r in
+            # two passes, a first share of every run's episodes first: a study cut short by a
+            # time limit still has every setting measured (at fewer episodes), not some settings
+            for run in [replace(r, episodes=first_pass(r.episodes)) for r in
                         study_runs(study)] + study_runs(study):
                 if not execute(study, run, args.workers, deadline):
                     break
