@@ -22,9 +22,18 @@ step 200, and a failure costs the whole limit):
   episodes of the MT50 evaluation (``bench/results/mt50_episodes/eqm.jsonl``).
 - ``tau``: τ from 0.01 to 1 (7 values) at K_max 200, 10 episodes on each task the MT50 evaluation
   left unsaturated (neither 0/10 nor 10/10).
-- ``warm_start``: none, copy, shifted (noise tail), shifted with hold (the default) and the
-  frozen-prefix solve, 5 episodes on each unsaturated task, each compared with the cold start on
-  the same episodes.
+- ``warm_start``: none, copy, shifted (noise tail), shifted with hold, the frozen-prefix solve
+  (with the hold tail, then with a noise tail), 5 episodes on each task the first MT50 evaluation
+  (shifted+hold) left unsaturated, each compared with the cold start on the same episodes.
+  ``warm_start_five``: the same question for ``default_eqm`` on its five tasks.
+- ``tau_heldout``: the per-task τ (``--tau-by-goal``) against the best global τ, both chosen on
+  the finished τ scan, on held-out variations 10-14.
+- ``deadline``: EqM with ``--deadline-ms`` 1 and 3 against FM with 1, 2 and 4 Euler steps, paired
+  by the solve time the episodes measured; 2 episodes on each MT50 task.
+- ``gap``: one held-out expert episode per task, recorded, then ``eval-bag``'s iterate probe: the
+  residual and the error of every iterate of cold τ = 0 solves (offline).
+
+Every run goes in two passes, 30 % of its episodes first (``first_pass``).
 
 Writes ``bench/results/eqm_claims.json`` (schema in ``docs/eqm_claims.md``) and the plots under
 ``bench/results/eqm_claims/``. Prints the results as one JSON object.
