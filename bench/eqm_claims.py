@@ -62,6 +62,7 @@ OUT = ROOT / "bench" / "results" / "eqm_claims"
 RESULTS = ROOT / "bench" / "results" / "eqm_claims.json"
 MT50_LOGS = ROOT / "bench" / "results" / "mt50_episodes"
 MT50_HOLD_LOG = MT50_LOGS / "eqm_shifted_hold.jsonl"  # mt50_eqm before the warm-start study
+MT50_TAU_LOG = MT50_LOGS / "eqm_tau0.1.jsonl"  # mt50_eqm after it, before the τ scan
 STEP_LIMIT = 200
 TAUS = (0.01, 0.03, 0.06, 0.1, 0.2, 0.5, 1.0)
 TAU_K_MAX = 200
@@ -126,7 +127,9 @@ def study_runs(study: str) -> list[Run]:
                 Run("image_noise", eqm, tasks, 3, ("--image-noise", "25")),
                 Run("wrong_goal", eqm, tasks, 3, ("--wrong-goal",))]
     if study == "tau":
-        tasks = tuple(unsaturated_tasks())
+        # chosen on the evaluation before the scan changed the shipped τ, so that the scan's
+        # episodes stay the ones it ran
+        tasks = tuple(unsaturated_tasks(MT50_TAU_LOG))
         return [Run(f"tau_{tau:g}", eqm, tasks, 10, ("--tau", f"{tau:g}", "--k-max",
                                                      str(TAU_K_MAX))) for tau in TAUS]
     if study == "warm_start":

@@ -77,15 +77,21 @@ def summarize(name: str, report: dict[str, Any]) -> dict[str, Any]:
             "decoder_settings": report["decoder_settings"]}
 
 
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The decoder settings of ``old`` that differ from ``new`` (both ``decoder_settings``)."""
+    return {k: v for k, v in old.items() if new.get(k) != v}
+
+
 def superseded(previous: dict[str, Any], decoders: dict[str, Any]) -> dict[str, Any]:
     """Earlier results of a decoder whose shipped settings have since changed, kept beside the
-    new ones (named ``<decoder>_<warm start>_<tail>``) so that the change stays visible."""
+    new ones (named by the decoder and the settings it had, ``eqm_tau0.1``) so that the change
+    stays visible. Names given before are kept."""
     kept = dict(previous.get("superseded", {}))
     for name, old in previous.get("decoders", {}).items():
         new = decoders.get(name)
         if new is not None and old.get("decoder_settings") != new["decoder_settings"]:
-            ds = old.get("decoder_settings") or {}
-            kept[f"{name}_{ds.get('warm_start')}_{ds.get('warm_start_tail')}"] = old
+            diff = changed_settings(old.get("decoder_settings") or {}, new["decoder_settings"])
+            kept["_".join([name, *(f"{k}{v}" for k, v in diff.items())])] = old
     return kept
 
 
@@ -95,10 +101,12 @@ def readme_table(results: dict[str, Any]) -> str:
     rows = []
     shown = [(f"**ours: {name.upper()}** (`{Path(r['checkpoint']).name}`)", r)
              for name, r in results["decoders"].items()]
-    shown += [(f"ours, superseded: {r['decoder'].upper()} with warm start "
-               f"{r['decoder_settings']['warm_start']} + {r['decoder_settings']['warm_start_tail']}"
-               f" (`{Path(r['checkpoint']).name}`)", r)
-              for r in results.get("superseded", {}).values()]
+    for r in results.get("superseded", {}).values():
+        diff = changed_settings(r["decoder_settings"],
+                                results["decoders"][r["decoder"]]["decoder_settings"])
+        shown.append((f"ours, superseded: {r['decoder'].upper()} with "
+                      + ", ".join(f"{k} {v}" for k, v in diff.items())
+                      + f" (`{Path(r['checkpoint']).name}`)", r))
     for policy, r in shown:
         rows.append({"policy": policy,
                      **{k: r[k] for k in ("group_success", "group_mean", "episode_mean")},
