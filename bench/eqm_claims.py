@@ -66,6 +66,7 @@ MT50_TAU_LOG = MT50_LOGS / "eqm_tau0.1.jsonl"  # mt50_eqm after it, before the �
 STEP_LIMIT = 200
 TAUS = (0.01, 0.03, 0.06, 0.1, 0.2, 0.5, 1.0)
 TAU_K_MAX = 200
+TAU_REFERENCE = 0.1  # mt50_eqm's τ when the scan began (it ships 0.5 since, on the scan)
 BOOTSTRAP = 2000
 EARLY = 10  # decodes: the first 40 steps at execute_steps 4 (the median success is at 70)
 
@@ -386,7 +387,29 @@ def analyze_tau() -> dict[str, Any]:
         analysis["tasks"][task].update(t)
     return {"question": "is τ a task-dependent policy variable with a non-monotone optimum?",
             "taus": list(TAUS), "k_max": TAU_K_MAX, "scanned_tasks": list(runs[0].tasks),
-            "complete": complete, **analysis}
+            "complete": complete, "pooled": _tau_pooled(logs), **analysis}
+
+
+def _tau_pooled(logs: dict[float, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Success and iterations per τ over all scanned tasks, each against ``TAU_REFERENCE`` (the
+    τ shipped when the scan began) on the same episodes, with a paired bootstrap interval."""
+    rng = np.random.default_rng(0)
+    ref = {_key3(e): e for e in logs.get(TAU_REFERENCE, [])}
+    out = {}
+    for tau, recs in logs.items():
+        by_key = {_key3(e): e for e in recs}
+        shared = sorted(set(by_key) & set(ref))
+        diff = np.array([by_key[k]["success"] - ref[k]["success"] for k in shared], float)
+        its = [i for e in recs for i in e["iterations"]]
+        out[f"{tau:g}"] = {
+            "episodes": len(recs), "success_rate": _rate(recs),
+            "iters_mean": round(float(np.mean(its)), 2) if its else None,
+            "solve_ms_p50": round(float(np.median(ms)), 3)
+            if (ms := [m for e in recs for m in e.get("solve_ms", [])]) else None,
+            "vs_reference": {"episodes": len(shared),
+                             "success_diff": round(float(diff.mean()), 4) if len(diff) else None,
+                             "success_diff_ci95": _bootstrap_ci(diff, rng)}}
+    return {"reference_tau": TAU_REFERENCE, "taus": out}
 
 
 def tau_choice() -> dict[str, Any]:
@@ -795,6 +818,43 @@ def plot_tau(result: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def plot_tau_pooled(result: dict[str, Any], out: Path) -> None:
+    """Success over τ on all scanned tasks together, with the paired interval against the
+    reference τ, and the iterations per decode it costs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pooled = result["pooled"]
+    taus = [float(t) for t in pooled["taus"]]
+    rows = list(pooled["taus"].values())
+    ref = next(r for t, r in pooled["taus"].items() if float(t) == pooled["reference_tau"])
+    y = [r["success_rate"] for r in rows]
+    lo = [ref["success_rate"] + r["vs_reference"]["success_diff_ci95"][0] for r in rows]
+    hi = [ref["success_rate"] + r["vs_reference"]["success_diff_ci95"][1] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(taus, y, marker="o", color="C0", label="success (all scanned tasks)")
+    ax.fill_between(taus, lo, hi, color="C0", alpha=0.2,
+                    label=f"95 % paired interval vs τ = {pooled['reference_tau']:g}")
+    ax.axvline(pooled["reference_tau"], color="gray", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("τ")
+    ax.set_ylabel(f"success within {STEP_LIMIT} steps")
+    twin = ax.twinx()
+    twin.plot(taus, [r["iters_mean"] for r in rows], color="C1", ls="--", marker=".",
+              label="iterations per decode")
+    twin.set_ylabel("iterations per decode", color="C1")
+    ax.legend(fontsize=7, loc="upper left")
+    twin.legend(fontsize=7, loc="upper right")
+    ax.set_title(f"EqM over τ, {len(result['scanned_tasks'])} MT50 tasks, "
+                 f"{rows[0]['episodes']} episodes per τ", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 ANALYSES = {"confidence": analyze_confidence, "tau": analyze_tau,
             "tau_heldout": analyze_tau_heldout,
             "warm_start": analyze_warm_start, "deadline": analyze_deadline,
@@ -841,6 +901,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_confidence(results["confidence"], OUT / "confidence_auroc.png")
     if "tau" in results:
         plot_tau(results["tau"], OUT / "tau_scan.png")
+        plot_tau_pooled(results["tau"], OUT / "tau_pooled.png")
     if "deadline" in results:
         plot_deadline(results["deadline"], OUT / "deadline.png")
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")

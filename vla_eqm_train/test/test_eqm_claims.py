@@ -69,6 +69,14 @@ def test_the_tau_scan_verdict_finds_an_interior_peak_and_a_flat_task(tmp_path, m
     assert not flat["non_monotone_p05"]
     claims.plot_tau(out, tmp_path / "tau.png")
     assert (tmp_path / "tau.png").stat().st_size > 10_000
+    # pooled over both tasks, paired with the reference τ on the same episodes
+    pooled = out["pooled"]["taus"]
+    assert out["pooled"]["reference_tau"] == 0.1 and pooled["0.1"]["success_rate"] == 0.75
+    assert pooled["0.01"]["vs_reference"]["success_diff"] == -0.45  # (1 - 10) / 20 episodes
+    lo, hi = pooled["0.01"]["vs_reference"]["success_diff_ci95"]
+    assert lo <= -0.45 <= hi < 0
+    claims.plot_tau_pooled(out, tmp_path / "pooled.png")
+    assert (tmp_path / "pooled.png").stat().st_size > 10_000
     # a missing point makes the study incomplete and keeps the task out of the verdict
     _write_log(claims.log_path("tau", runs[3]), [_rec("flat-v3", v, v < 5, 0.1)
                                                   for v in range(10)])
