@@ -182,9 +182,10 @@ WARM_STARTS: dict[str, tuple[str, ...]] = {
     "shifted": ("--warm-start", "shifted", "--warm-start-tail", "noise"),
     "shifted_hold": ("--warm-start", "shifted", "--warm-start-tail", "hold"),
     "frozen": ("--warm-start", "frozen", "--warm-start-frozen-rows", "1"),
-    # the run above inherited the hold tail then shipped; this one isolates the freezing
+    # the run above inherited the hold tail then shipped; this one isolates the freezing, at
+    # the τ every other run of the study had (the shipped τ changed after them)
     "frozen_noise": ("--warm-start", "frozen", "--warm-start-frozen-rows", "1",
-                     "--warm-start-tail", "noise"),
+                     "--warm-start-tail", "noise", "--tau", "0.1"),
 }
 
 
