@@ -148,14 +148,7 @@ def study_runs(study: str) -> list[Run]:
         return [Run(f"ws_{name}", five, tasks, 20, WARM_STARTS[name])
                 for name in ("none", "shifted", "shifted_hold")]
     if study == "tau_heldout":
-        choice = tau_choice()
-        tasks = tuple(choice["per_task"])
-        common = ("--k-max", str(TAU_K_MAX), "--tau", f"{choice['global']:g}")
-        by_goal = [f"{tau:g}={instruction_for(t)}" for t, tau in choice["per_task"].items()]
-        return [Run("global", eqm, tasks, HELDOUT_EPISODES, common,
-                    variation_start=HELDOUT_START),
-                Run("per_task", eqm, tasks, HELDOUT_EPISODES,
-                    (*common, "--tau-by-goal", *by_goal), variation_start=HELDOUT_START)]
+        return heldout_runs(tau_choice())
     if study == "deadline":
         tasks, fm = tuple(_mt50_tasks()), str(CHECKPOINTS / "mt50_fm")
         return ([Run(f"eqm_{d:g}ms", eqm, tasks, 2, ("--deadline-ms", f"{d:g}"))
@@ -199,11 +192,23 @@ def log_path(study: str, run: Run) -> Path:
     return OUT / "episodes" / study / f"{run.name}.jsonl"
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """Finished episodes of an eval-sim log, read the way eval-sim resumes from it."""
+def episode_key(rec: dict[str, Any]) -> tuple[Any, ...]:
+    from vla_eqm_train.commands.eval_sim import episode_key as key
+
+    return key(rec)
+
+
+def read_keyed(path: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Finished episodes of an eval-sim log by start state (``episode_key``), read the way
+    eval-sim resumes from it: what runs on the same episodes are paired by."""
     from vla_eqm_train.commands.eval_sim import logged_episodes
 
-    return list(logged_episodes(path).values())
+    return logged_episodes(path)
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """Finished episodes of an eval-sim log, read the way eval-sim resumes from it."""
+    return list(read_keyed(path).values())
 
 
 def execute(study: str, run: Run, workers: int, deadline: float) -> bool:
@@ -403,10 +408,10 @@ def _tau_pooled(logs: dict[float, list[dict[str, Any]]]) -> dict[str, Any]:
     """Success and iterations per τ over all scanned tasks, each against ``TAU_REFERENCE`` (the
     τ shipped when the scan began) on the same episodes, with a paired bootstrap interval."""
     rng = np.random.default_rng(0)
-    ref = {_key3(e): e for e in logs.get(TAU_REFERENCE, [])}
+    ref = {episode_key(e): e for e in logs.get(TAU_REFERENCE, [])}
     out = {}
     for tau, recs in logs.items():
-        by_key = {_key3(e): e for e in recs}
+        by_key = {episode_key(e): e for e in recs}
         shared = sorted(set(by_key) & set(ref))
         diff = np.array([by_key[k]["success"] - ref[k]["success"] for k in shared], float)
         its = [i for e in recs for i in e["iterations"]]
@@ -439,17 +444,28 @@ def tau_choice() -> dict[str, Any]:
     return {"per_task": {t: best(w) for t, w in wins.items()}, "global": best(total)}
 
 
+def heldout_runs(choice: dict[str, Any]) -> list[Run]:
+    """The two held-out runs of a ``tau_choice``: the global τ, and the per-task τ set through
+    ``--tau-by-goal`` (the node's ``tau_by_goal``) on top of it."""
+    eqm = str(CHECKPOINTS / "mt50_eqm")
+    tasks = tuple(choice["per_task"])
+    common = ("--k-max", str(TAU_K_MAX), "--tau", f"{choice['global']:g}")
+    by_goal = [f"{tau:g}={instruction_for(t)}" for t, tau in choice["per_task"].items()]
+    return [Run("global", eqm, tasks, HELDOUT_EPISODES, common, variation_start=HELDOUT_START),
+            Run("per_task", eqm, tasks, HELDOUT_EPISODES, (*common, "--tau-by-goal", *by_goal),
+                variation_start=HELDOUT_START)]
+
+
 def analyze_tau_heldout() -> dict[str, Any]:
     """Per-task τ (``tau_by_goal``) against the best global τ on the same held-out episodes,
     with a paired bootstrap interval of the success difference."""
-    runs = {r.name: r for r in study_runs("tau_heldout")}
-    logs = {n: {_key3(e): e for e in read_log(log_path("tau_heldout", r))}
-            for n, r in runs.items()}
+    choice = tau_choice()  # reads the scan's logs once
+    runs = {r.name: r for r in heldout_runs(choice)}
+    logs = {n: read_keyed(log_path("tau_heldout", r)) for n, r in runs.items()}
     shared = sorted(set(logs["global"]) & set(logs["per_task"]))
     diff = np.array([logs["per_task"][k]["success"] - logs["global"][k]["success"]
                      for k in shared], float)
     rng = np.random.default_rng(0)
-    choice = tau_choice()
     return {"question": "does a per-task τ beat the best global τ on held-out episodes?",
             "chosen_on": "the τ scan (variations 0-9)", "global_tau": choice["global"],
             "per_task_tau": choice["per_task"],
@@ -468,8 +484,7 @@ def analyze_warm_start(study: str = "warm_start") -> dict[str, Any]:
     """Per mode: success, iterations per decode and K_max hits, each against the cold start
     (``none``) on the same episodes, with a paired bootstrap interval of the difference."""
     runs = study_runs(study)
-    logs = {r.name[3:]: {(e["task"], e["variation"]): e for e in read_log(log_path(study, r))}
-            for r in runs}
+    logs = {r.name[3:]: read_keyed(log_path(study, r)) for r in runs}
     cold = logs.get("none", {})
     rng = np.random.default_rng(0)
     modes = {}
@@ -514,8 +529,7 @@ def analyze_deadline() -> dict[str, Any]:
     unbounded decoders (the MT50 logs, success within the same step limit) are the references."""
     rng = np.random.default_rng(0)
     runs = study_runs("deadline")
-    logs = {r.name: {(e["task"], e["variation"], e["seed"]): e
-                     for e in read_log(log_path("deadline", r))} for r in runs}
+    logs = {r.name: read_keyed(log_path("deadline", r)) for r in runs}
     planned = {(t, v, s) for t, v, s in _plan(runs[0])}
 
     def summary(recs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -538,7 +552,7 @@ def analyze_deadline() -> dict[str, Any]:
            for r in runs}
     refs = {}
     for name, log in (("eqm_unbounded", "eqm"), ("fm_10steps", "fm")):
-        recs = {k: e for k, e in ((_key3(e), e) for e in read_log(MT50_LOGS / f"{log}.jsonl"))
+        recs = {k: e for k, e in read_keyed(MT50_LOGS / f"{log}.jsonl").items()
                 if k in planned}
         refs[name] = {**summary(recs), "source": f"bench/results/mt50_episodes/{log}.jsonl"}
     pairs = {}
@@ -570,10 +584,6 @@ def _plan(run: Run) -> list[list[Any]]:
     from vla_eqm_train.commands.eval_sim import plan
 
     return plan(list(run.tasks), run.episodes, run.seed, run.variation_start)
-
-
-def _key3(rec: dict[str, Any]) -> tuple[Any, ...]:
-    return (rec["task"], rec["variation"], rec["seed"])
 
 
 def _bootstrap_ci(values: np.ndarray, rng: np.random.Generator) -> list[float]:

@@ -56,7 +56,7 @@ def claim_domain(preferred: int) -> tuple[int, IO[str]]:
     every pool that can hear another."""
     DOMAIN_LOCKS.mkdir(parents=True, exist_ok=True)
     for j in range(200):
-        domain = 1 + (preferred - 1 + j) % 200
+        domain = worker_domain(preferred - 1, j)  # preferred, then the next ones, wrapping
         fh = (DOMAIN_LOCKS / f"{domain}.lock").open("w")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -187,7 +187,7 @@ def run_workers(settings: dict[str, Any], episodes: list[list[Any]], workers: in
     for err in errors:
         print(f"warning: {err}", file=sys.stderr)
     order = {tuple(ep): i for i, ep in enumerate(episodes)}
-    return sorted(records, key=lambda r: order.get(_key(r), 0))
+    return sorted(records, key=lambda r: order.get(episode_key(r), 0))
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -229,14 +229,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     log = (EpisodeLog(args.log, log_identity(settings, checkpoint, config)) if args.log
            else None)
     done = log.records(episodes) if log else []
-    logged = {_key(r) for r in done}
+    logged = {episode_key(r) for r in done}
     todo = [ep for ep in episodes if tuple(ep) not in logged]
     n = max(1, min(args.workers, len(todo)))
     t0 = time.monotonic()
     fresh = (run_workers(settings, todo, n, args.domain_base, not args.no_progress,
                          log.append if log else None) if todo else [])
     order = {tuple(ep): i for i, ep in enumerate(episodes)}
-    records = sorted(done + fresh, key=lambda r: order.get(_key(r), 0))
+    records = sorted(done + fresh, key=lambda r: order.get(episode_key(r), 0))
     report = aggregate(records, tasks)
     report.update(suite_metrics(records, tasks))
     report["within_100_steps"] = suite_metrics(records, tasks, SHORT_STEP_LIMIT)
@@ -258,7 +258,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _key(record: dict[str, Any]) -> tuple[Any, ...]:
+def episode_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    """An episode's start state, (task, variation, seed): what logs resume and runs pair by."""
     return (record["task"], record["variation"], record["seed"])
 
 
@@ -293,7 +294,7 @@ def logged_episodes(path: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
         except json.JSONDecodeError:  # a line cut off by an interruption
             continue
         if not rec.get("error"):
-            out[_key(rec)] = rec
+            out[episode_key(rec)] = rec
     return out
 
 

@@ -30,11 +30,7 @@ def suite_metrics(records: list[dict[str, Any]], tasks: list[str],
     for task in tasks:
         rs = [r for r in records if r["task"] == task]
         per_task[task] = float(np.mean([ok(r) for r in rs])) if rs else 0.0
-    group_success = {}
-    for g in GROUPS:
-        rates = [v for t, v in per_task.items() if _group(t) == g]
-        if rates:
-            group_success[g] = float(np.mean(rates))
+    group_success = _group_success(per_task)
     mine = [r for r in records if r["task"] in per_task]
     return {
         "per_task": per_task,
@@ -43,6 +39,16 @@ def suite_metrics(records: list[dict[str, Any]], tasks: list[str],
         "groups_complete": set(group_success) == set(GROUPS),
         "episode_mean": float(np.mean([ok(r) for r in mine])) if mine else None,
     }
+
+
+def _group_success(per_task: dict[str, float]) -> dict[str, float]:
+    """Mean success per difficulty group, over the groups with a task in ``per_task``."""
+    out = {}
+    for g in GROUPS:
+        rates = [v for t, v in per_task.items() if _group(t) == g]
+        if rates:
+            out[g] = float(np.mean(rates))
+    return out
 
 
 def group_mean_intervals(runs: dict[str, list[dict[str, Any]]], tasks: list[str],
@@ -66,9 +72,7 @@ def group_mean_intervals(runs: dict[str, list[dict[str, Any]]], tasks: list[str]
     used = [t for t in tasks if t in success[names[0]]]
 
     def group_mean(rates: dict[str, float]) -> float:
-        groups = [np.mean([rates[t] for t in used if _group(t) == g]) for g in GROUPS
-                  if any(_group(t) == g for t in used)]
-        return float(np.mean(groups))
+        return float(np.mean(list(_group_success(rates).values())))
 
     draws: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(resamples):
