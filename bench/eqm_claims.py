@@ -33,7 +33,7 @@ step 200, and a failure costs the whole limit):
 - ``gap``: one held-out expert episode per task, recorded, then ``eval-bag``'s iterate probe: the
   residual and the error of every iterate of cold τ = 0 solves (offline).
 
-Every run goes in two passes, 30 % of its episodes first (``first_pass``).
+Every run goes in passes: 30 %, then 60 %, then all of its episodes (``pass_sizes``).
 
 Writes ``bench/results/eqm_claims.json`` (schema in ``docs/eqm_claims.md``) and the plots under
 ``bench/results/eqm_claims/``. Prints the results as one JSON object.
@@ -183,9 +183,20 @@ WARM_STARTS: dict[str, tuple[str, ...]] = {
 
 
 # ----------------------------------------------------------------------------------- running
+PASS_SHARES = (0.3, 0.6, 1.0)
+
+
+def pass_sizes(episodes: int) -> list[int]:
+    """Episodes per task a run has after each pass: a study cut short by a time limit still has
+    every setting at the same count, one pass behind at most, not some settings at full count and
+    others unmeasured."""
+    sizes = [max(1, int(episodes * share)) for share in PASS_SHARES]
+    return sorted(set(sizes))
+
+
 def first_pass(episodes: int) -> int:
-    """Episodes per task a run gets in the first pass (the rest follow in the second)."""
-    return max(1, episodes * 3 // 10)
+    """Episodes per task a run gets in the first pass: a curve is judged once it has these."""
+    return pass_sizes(episodes)[0]
 
 
 def log_path(study: str, run: Run) -> Path:
@@ -894,10 +905,10 @@ def main(argv: list[str] | None = None) -> int:
             if study == "gap":
                 run_gap(args.workers, deadline)
                 continue
-            # two passes, a first share of every run's episodes first: a study cut short by a
-            # time limit still has every setting measured (at fewer episodes), not some settings
-            for run in [replace(r, episodes=first_pass(r.episodes)) for r in
-                        study_runs(study)] + study_runs(study):
+            runs = study_runs(study)
+            passes = sorted({n for r in runs for n in pass_sizes(r.episodes)})
+            queue = [replace(r, episodes=min(n, r.episodes)) for n in passes for r in runs]
+            for run in queue:
                 if not execute(study, run, args.workers, deadline):
                     break
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}

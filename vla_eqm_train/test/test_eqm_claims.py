@@ -172,3 +172,13 @@ def test_the_gap_probe_finds_where_residual_and_error_are_lowest():
     assert abs(gap["relative_excess"] - (error[49] - 0.1) / 0.1) < 1e-9
     assert gap["k_at_tau_stop"]["1"] == 1 and gap["k_at_tau_stop"]["0.01"] == 50
     assert gap["error_at_tau_stop"]["0.01"] == error[49]
+
+
+def test_passes_grow_to_the_full_run_so_a_cut_short_study_stays_balanced():
+    assert claims.pass_sizes(10) == [3, 6, 10]
+    assert claims.pass_sizes(5) == [1, 3, 5]
+    assert claims.pass_sizes(1) == [1]
+    assert claims.first_pass(10) == 3
+    for n in range(1, 30):
+        sizes = claims.pass_sizes(n)
+        assert sizes[-1] == n and sizes == sorted(set(sizes)) and sizes[0] >= 1
