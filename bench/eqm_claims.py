@@ -183,15 +183,14 @@ WARM_STARTS: dict[str, tuple[str, ...]] = {
 
 
 # ----------------------------------------------------------------------------------- running
-PASS_SHARES = (0.3, 0.6, 1.0)
+PASS_TENTHS = (3, 6, 10)  # 30 %, 60 %, all; in tenths, so integer division never rounds down
 
 
 def pass_sizes(episodes: int) -> list[int]:
     """Episodes per task a run has after each pass: a study cut short by a time limit still has
     every setting at the same count, one pass behind at most, not some settings at full count and
     others unmeasured."""
-    sizes = [max(1, int(episodes * share)) for share in PASS_SHARES]
-    return sorted(set(sizes))
+    return sorted({max(1, episodes * tenths // 10) for tenths in PASS_TENTHS})
 
 
 def first_pass(episodes: int) -> int:
@@ -905,10 +904,10 @@ def main(argv: list[str] | None = None) -> int:
             if study == "gap":
                 run_gap(args.workers, deadline)
                 continue
-            runs = study_runs(study)
-            passes = sorted({n for r in runs for n in pass_sizes(r.episodes)})
-            queue = [replace(r, episodes=min(n, r.episodes)) for n in passes for r in runs]
-            for run in queue:
+            # pass by pass, each run at its own sizes (a stable sort keeps the runs' order)
+            staged = [(stage, replace(r, episodes=n)) for r in study_runs(study)
+                      for stage, n in enumerate(pass_sizes(r.episodes))]
+            for _, run in sorted(staged, key=lambda item: item[0]):
                 if not execute(study, run, args.workers, deadline):
                     break
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
