@@ -147,7 +147,23 @@ def test_stale_inputs_hold_and_drop_the_plan() -> None:
     ports.t = 0.1
     loop.on_timer()
     assert policy.calls == [0, 0], "after a hold the next solve starts cold"
+    summary = loop.stats.summary()
+    assert summary["holds[stale]"] == "1", summary
     loop.close()
+
+
+def test_holds_are_counted_by_kind_on_diagnostics() -> None:
+    """A starved executor (stale) and inputs that never pair (skew) need different fixes."""
+    stats = LoopStats()
+    for reason in ("stale: corner (0.197 s > 0.150 s)", "stale: /joint_states (0.2 s > 0.15 s)",
+                   "skew: /joint_states 0.080 s from corner", "missing: goal",
+                   "no action ready (solve still running)"):
+        stats.hold(reason)
+    summary = stats.summary()
+    assert summary["holds"] == "5"
+    assert {k: v for k, v in summary.items() if k.startswith("holds[")} == {
+        "holds[stale]": "2", "holds[skew]": "1", "holds[missing]": "1",
+        "holds[no action ready]": "1"}
 
 
 def test_out_of_limit_and_non_finite_actions_are_guarded() -> None:

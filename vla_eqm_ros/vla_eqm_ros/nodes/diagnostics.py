@@ -42,6 +42,13 @@ def reason_kind(reason: str) -> str:
     return _NUMBER.sub("#", reason)
 
 
+def hold_kind(reason: str) -> str:
+    """The class of a hold reason, its text before the first colon or parenthesis ("stale",
+    "missing", "no action ready"): a stale hold says the inputs (or the executor) fell behind,
+    an alignment hold says the inputs never paired, and an operator needs to tell them apart."""
+    return re.split(r"[:(;]", reason, maxsplit=1)[0].strip() or "unspecified"
+
+
 class LoopStats:
     """Thread-safe counters and windows (last ``window`` samples) for the diagnostics message."""
 
@@ -63,6 +70,7 @@ class LoopStats:
         self.solves = 0
         self.dropped_cycles = 0
         self.holds = 0
+        self.hold_kinds: Counter[str] = Counter()  # "stale", "missing", "no action ready", ...
         self.ages: dict[str, float] = {}
         self.rejected: Counter[str] = Counter()
         self.inputs: dict[str, tuple[str, float]] = {}  # topic -> (state text, since: node s)
@@ -133,6 +141,7 @@ class LoopStats:
     def hold(self, reason: str) -> None:
         with self._lock:
             self.holds += 1
+            self.hold_kinds[hold_kind(reason)] += 1
             self.last_hold_reason = reason
 
     def drop(self) -> None:
@@ -185,6 +194,7 @@ class LoopStats:
             out.update({f"input[{k}]": f"{state} (since {since:.3f} s)"
                         for k, (state, since) in self.inputs.items()})
             out.update({f"safety[{k}]": str(v) for k, v in self.safety.items()})
+            out.update({f"holds[{k}]": str(v) for k, v in self.hold_kinds.items()})
         return out
 
     def message(self, node_name: str, state: str, stamp, ok: bool) -> DiagnosticArray:
