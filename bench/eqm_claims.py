@@ -904,8 +904,13 @@ def main(argv: list[str] | None = None) -> int:
             if study == "gap":
                 run_gap(args.workers, deadline)
                 continue
+            try:
+                runs = study_runs(study)
+            except NotReady as err:  # e.g. tau_heldout before the τ scan is finished
+                print(f"[eqm_claims] {study} not run: {err}", file=sys.stderr)
+                continue
             # pass by pass, each run at its own sizes (a stable sort keeps the runs' order)
-            staged = [(stage, replace(r, episodes=n)) for r in study_runs(study)
+            staged = [(stage, replace(r, episodes=n)) for r in runs
                       for stage, n in enumerate(pass_sizes(r.episodes))]
             for _, run in sorted(staged, key=lambda item: item[0]):
                 if not execute(study, run, args.workers, deadline):

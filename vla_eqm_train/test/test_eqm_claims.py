@@ -141,6 +141,11 @@ def test_the_held_out_tau_study_chooses_on_the_scan_and_compares_paired(tmp_path
         return scan if study == "tau" else real(study)
 
     monkeypatch.setattr(claims, "study_runs", runs)
+    monkeypatch.setattr(claims, "RESULTS", tmp_path / "eqm_claims.json")
+    # before the scan exists, asking for the held-out study says why and runs nothing
+    assert claims.main(["--study", "tau_heldout", "--time-limit-min", "0"]) == 0
+    assert not (tmp_path / "episodes" / "tau_heldout").exists()
+    assert "tau_heldout" not in json.loads((tmp_path / "eqm_claims.json").read_text())
     with_best = {"reach-v3": 0.01, "push-v3": 0.5}
     for tau, run in zip(claims.TAUS, scan, strict=True):
         recs = [_rec(t, v, tau == best or (t == "push-v3" and tau == 1.0 and v < 3) or v == 0,
