@@ -201,7 +201,7 @@ class RLRun:
                 row: dict[str, Any] = {"iteration": self.iteration, "env_steps": self.env_steps,
                                        "train": _per_task(summaries, list(cfg.tasks)),
                                        "ppo": stats,
-                                       "std": float(self.head.log_std.exp().mean())}
+                                       "std": float(self.head.log_std.detach().exp().mean())}
                 last = self.iteration == cfg.iterations
                 if last or (cfg.eval_every and self.iteration % cfg.eval_every == 0):
                     row["eval"] = self.evaluate(pool)
