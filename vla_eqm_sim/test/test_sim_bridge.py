@@ -203,6 +203,28 @@ def test_realtime_mode_steps_at_the_control_rate_without_commands_and_stamps_wal
         h.close()
 
 
+def test_restart_episode_from_another_thread_starts_the_realtime_episode_over():
+    """Bringup restarts the episode once the policy is active, from its main thread: a slow
+    policy load must not leave the policy an episode that ran out while it loaded."""
+    import threading
+
+    h = BridgeHarness("realtime", cameras=["corner"], control_rate_hz=20.0)
+    try:
+        h.reset("button-press-v3", 0, 0)
+        h.spin_for(1.0)
+        before = h.bridge.backend.step_count
+        assert before >= 5, before
+        caller = threading.Thread(target=h.bridge.restart_episode)
+        caller.start()
+        caller.join()
+        h.spin_until(lambda: h.bridge.backend.step_count < before, what="the restart")
+        assert h.bridge.backend.episode.task == "button-press-v3"
+        h.spin_for(0.2)
+        assert h.received["/episode_status"][-1].step < before, "the status follows the restart"
+    finally:
+        h.close()
+
+
 def test_the_shipped_yaml_sets_every_parameter_the_node_declares():
     from pathlib import Path
 

@@ -369,6 +369,22 @@ class SimBridge(Node):
         )
         return True, self.instruction
 
+    def restart_episode(self) -> None:
+        """Restart the current episode on the executor's thread; safe to call from any thread.
+
+        A realtime episode steps from the bridge's start, so a policy that loads for longer than
+        ``max_steps`` ticks would meet an episode that is already over. Bringup calls this once
+        the policy is active. A one-shot timer keeps the reset in this node's callback group,
+        never concurrent with a tick.
+        """
+        episode = self.backend.episode
+
+        def once() -> None:
+            timer.cancel()
+            self.reset_episode(episode.task, episode.variation, episode.seed)
+
+        timer = self.create_timer(0.001, once)
+
     def _on_reset(self, request, response):
         response.success, response.message = self.reset_episode(
             request.task, request.variation, request.seed
