@@ -8,9 +8,9 @@ wall time with ``--workers`` rollout processes (resumable: a rerun continues eac
 ``vla-eqm eval-sim`` (lockstep bridge, ROS topics, held-out variation seed 1000) scores the parent
 and every fine-tuned checkpoint on the trained tasks (``--episodes``) and on ``--control-tasks``
 (the tasks it was not trained on: "no loss elsewhere"). Raw reports live under ``--work`` and are
-reused when present. Writes ``bench/results/rl.json`` (per method, kept across invocations:
-before/after success per task, solver iterations, environment steps, wall time, CPU-hours, the
-learning curve, the command that ran it) and copies each curve to
+reused when present. Writes ``bench/results/rl.json`` (per method, kept across invocations on
+the same parent: before/after success per task, solver iterations, environment steps, wall time,
+CPU-hours, the learning curve, the command that ran it) and copies each curve to
 ``bench/results/rl/<method>_curve.png``. Prints the results as one JSON object.
 """
 
@@ -78,15 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     parent = args.checkpoint.resolve()
+    parent_name = str(parent.relative_to(ROOT)) if parent.is_relative_to(ROOT) else str(parent)
     command = "python bench/rl.py " + " ".join(argv if argv is not None else sys.argv[1:])
     before = _success(eval_sim(parent, args.tasks, args.episodes,
                                args.work / "eval" / "parent.json", args.workers))
     control_before = (_success(eval_sim(parent, args.control_tasks, args.control_episodes,
                                         args.work / "eval" / "parent_control.json",
                                         args.workers)) if args.control_tasks else {})
-    # Methods run by earlier invocations stay in the results (one method per run fits a session).
-    methods: dict[str, Any] = (json.loads(args.out.read_text()).get("methods", {})
-                               if args.out.is_file() else {})
+    # Methods run by earlier invocations on the same parent stay in the results (one method per
+    # run fits a session); another parent's would sit under this parent's name, so they go.
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    methods: dict[str, Any] = (previous.get("methods", {})
+                               if previous.get("parent") == parent_name else {})
     for method in args.methods:
         ck, run = args.work / method / "checkpoint", args.work / method / "run"
         resume = ["--resume"] if (run / "rl_state.pt").is_file() else []
@@ -117,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             "stopped": rl["stopped"], "curve_png": str(curve.relative_to(ROOT)),
             "rl_curve": rl["curve"], "rl_config": rl["config"],
             "command": command}
-    results = {"date": dt.date.today().isoformat(), "parent": str(parent.relative_to(ROOT))
-               if parent.is_relative_to(ROOT) else str(parent),
+    results = {"date": dt.date.today().isoformat(), "parent": parent_name,
                "evaluation": "vla-eqm eval-sim (lockstep bridge over ROS topics), variation seed "
                              "1000 (held out; rollouts use seed 2000+), 200-step limit",
                "machine": "2-core CPU, no GPU", "methods": methods}

@@ -82,12 +82,13 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
     run = runtime.InProcess(make_nodes, threads=4, policy_node=lambda nodes: nodes[0],
                             init_args=["bringup", *ros_args], allow_network=opts.allow_network,
                             executor=opts.executor or settings.executor)
+
     def restart_sim(nodes: list[Any]) -> None:
         for node in nodes[1:]:  # the bridge: its episode starts when the policy can act
             node.restart_episode()
 
     return serve(run, autostart, opts.seconds, (ExternalShutdownException,),
-                 on_active=restart_sim)
+                 on_active=restart_sim if with_sim else None)
 
 
 def serve(run: runtime.InProcess, autostart: bool, seconds: float,
