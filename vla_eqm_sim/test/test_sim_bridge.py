@@ -203,26 +203,40 @@ def test_realtime_mode_steps_at_the_control_rate_without_commands_and_stamps_wal
         h.close()
 
 
-def test_restart_episode_from_another_thread_starts_the_realtime_episode_over():
-    """Bringup restarts the episode once the policy is active, from its main thread: a slow
-    policy load must not leave the policy an episode that ran out while it loaded."""
-    import threading
+def test_a_realtime_episode_starts_over_when_the_policy_becomes_active():
+    """A slow policy load must not leave the policy an episode that ran out while it loaded: with
+    ``start_with_policy`` the bridge restarts its episode on the policy's activation, seen on the
+    policy's own transition_event topic (as under ros2 launch, where they are two processes)."""
+    from rclpy.lifecycle import LifecycleNode
 
-    h = BridgeHarness("realtime", cameras=["corner"], control_rate_hz=20.0)
+    h = BridgeHarness("realtime", cameras=["corner"], control_rate_hz=20.0,
+                      start_with_policy="policy_node")
+    policy = LifecycleNode("policy_node", context=h.context)
+    h.executor.add_node(policy)
     try:
-        h.reset("button-press-v3", 0, 0)
+        h.spin_until(lambda: policy.count_subscribers("/policy_node/transition_event") >= 1,
+                     what="the bridge subscribing to the policy's transitions")
         h.spin_for(1.0)
+        policy.trigger_configure()  # inactive: no restart yet
+        h.spin_for(0.5)
         before = h.bridge.backend.step_count
-        assert before >= 5, before
-        caller = threading.Thread(target=h.bridge.restart_episode)
-        caller.start()
-        caller.join()
+        assert before >= 10, before
+        policy.trigger_activate()
         h.spin_until(lambda: h.bridge.backend.step_count < before, what="the restart")
         assert h.bridge.backend.episode.task == "button-press-v3"
         h.spin_for(0.2)
         assert h.received["/episode_status"][-1].step < before, "the status follows the restart"
     finally:
+        h.executor.remove_node(policy)
+        policy.destroy_node()
         h.close()
+
+
+def test_transition_event_topic_keeps_a_namespace():
+    from vla_eqm_sim.nodes.sim_bridge import transition_event_topic
+
+    assert transition_event_topic("policy_node") == "/policy_node/transition_event"
+    assert transition_event_topic("/robot1/policy_node") == "/robot1/policy_node/transition_event"
 
 
 def test_the_shipped_yaml_sets_every_parameter_the_node_declares():

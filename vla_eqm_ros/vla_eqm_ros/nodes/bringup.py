@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,21 +81,12 @@ def run_nodes(argv: list[str] | None, autostart: bool | None = True) -> int:
     run = runtime.InProcess(make_nodes, threads=4, policy_node=lambda nodes: nodes[0],
                             init_args=["bringup", *ros_args], allow_network=opts.allow_network,
                             executor=opts.executor or settings.executor)
-
-    def restart_sim(nodes: list[Any]) -> None:
-        for node in nodes[1:]:  # the bridge: its episode starts when the policy can act
-            node.restart_episode()
-
-    return serve(run, autostart, opts.seconds, (ExternalShutdownException,),
-                 on_active=restart_sim if with_sim else None)
+    return serve(run, autostart, opts.seconds, (ExternalShutdownException,))
 
 
 def serve(run: runtime.InProcess, autostart: bool, seconds: float,
-          interrupts: tuple[type[BaseException], ...] = (),
-          on_active: Callable[[list[Any]], None] | None = None) -> int:
-    """Bring ``run`` up, autostart its policy node, wait; the exit code says how it ended.
-
-    ``on_active(nodes)`` runs once autostart succeeded."""
+          interrupts: tuple[type[BaseException], ...] = ()) -> int:
+    """Bring ``run`` up, autostart its policy node, wait; the exit code says how it ended."""
     code = 0
     try:
         with run:
@@ -104,8 +94,6 @@ def serve(run: runtime.InProcess, autostart: bool, seconds: float,
             try:
                 if autostart:
                     code = autostart_node(run.policy_node)
-                    if code == 0 and on_active is not None:
-                        on_active(run.nodes)
                 run.spin.wait(seconds)
             except BaseException as exc:
                 if not isinstance(exc, (KeyboardInterrupt, *interrupts)):

@@ -38,6 +38,7 @@ class BridgeParams:
     qos_depth: int
     image_noise_std: float
     wrong_goal: bool
+    start_with_policy: str
 
 
 def _int_range(lo: int, hi: int) -> list[IntegerRange]:
@@ -85,6 +86,11 @@ _TABLE: dict[str, tuple] = {
                         "units, seeded per episode and step); 0 = off", True, None, (0.0, 255.0)),
     "wrong_goal": (False, "publish another task's instruction instead of the task's own "
                    "(instructions.wrong_instruction_for)", True, None, None),
+    # realtime episodes step from the bridge's start; a policy that loads for longer than
+    # max_steps ticks would meet an episode that is already over
+    "start_with_policy": ("", "realtime mode: restart the episode whenever this lifecycle node "
+                          "(e.g. policy_node) becomes active, as its transition_event reports; "
+                          "empty = off", True, None, None),
 }
 
 

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
+from lifecycle_msgs.msg import State, TransitionEvent
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -121,6 +122,10 @@ class SimBridge(Node):
         self.create_service(ResetEpisode, "sim/reset", self._on_reset)
         if not self.lockstep:
             self.create_timer(1.0 / p.control_rate_hz, self._on_tick)
+            if p.start_with_policy:
+                self.create_subscription(TransitionEvent,
+                                         transition_event_topic(p.start_with_policy),
+                                         self._on_policy_transition, reliable)
         self._publish_goal()
         self._publish_observation()
         self.get_logger().info(
@@ -369,27 +374,30 @@ class SimBridge(Node):
         )
         return True, self.instruction
 
-    def restart_episode(self) -> None:
-        """Restart the current episode on the executor's thread; safe to call from any thread.
+    def _on_policy_transition(self, msg: TransitionEvent) -> None:
+        """Start the episode over when the policy becomes active (``start_with_policy``).
 
-        A realtime episode steps from the bridge's start, so a policy that loads for longer than
-        ``max_steps`` ticks would meet an episode that is already over. Bringup calls this once
-        the policy is active. A one-shot timer keeps the reset in this node's callback group,
-        never concurrent with a tick.
+        Listening to the policy's own lifecycle topic serves ``ros2 launch`` (separate
+        processes) and bringup alike; a subscription callback runs in this node's callback
+        group, so the reset is never concurrent with a tick.
         """
+        if msg.goal_state.id != State.PRIMARY_STATE_ACTIVE:
+            return
         episode = self.backend.episode
-
-        def once() -> None:
-            timer.cancel()
-            self.reset_episode(episode.task, episode.variation, episode.seed)
-
-        timer = self.create_timer(0.001, once)
+        self.get_logger().info(f"{self.params.start_with_policy} is active: episode starts over")
+        self.reset_episode(episode.task, episode.variation, episode.seed)
 
     def _on_reset(self, request, response):
         response.success, response.message = self.reset_episode(
             request.task, request.variation, request.seed
         )
         return response
+
+
+def transition_event_topic(node_name: str) -> str:
+    """The lifecycle node's transition-event topic: ``policy_node`` -> /policy_node/transition_event
+    (a fully qualified name such as /robot1/policy_node keeps its namespace)."""
+    return "/" + node_name.strip("/") + "/transition_event"
 
 
 def main(args: list[str] | None = None) -> int:
