@@ -2,16 +2,21 @@
 
     python bench/rl.py                                   # residual and steer on pick-place-v3
     python bench/rl.py --methods residual --minutes 90 --tasks pick-place-v3
+    python bench/rl.py --checkpoint vla_eqm_ros/vla_eqm_ros/checkpoints/mt50_eqm \
+        --tasks shelf-place-v3 --methods residual --minutes 70 --max-steps 500   # MT50 protocol
 
 For each method, ``vla-eqm rl`` fine-tunes ``--checkpoint`` on ``--tasks`` for ``--minutes`` of
-wall time with ``--workers`` rollout processes (resumable: a rerun continues each run). Then
+wall time with ``--workers`` rollout processes and a ``--max-steps`` episode limit (resumable: a
+rerun continues each run). Then
 ``vla-eqm eval-sim`` (lockstep bridge, ROS topics, held-out variation seed 1000) scores the parent
 and every fine-tuned checkpoint on the trained tasks (``--episodes``) and on ``--control-tasks``
 (the tasks it was not trained on: "no loss elsewhere"). Raw reports live under ``--work`` and are
 reused when present. Writes ``bench/results/rl.json`` (per method, kept across invocations on
 the same parent: before/after success per task, solver iterations, environment steps, wall time,
 CPU-hours, the learning curve, the command that ran it) and copies each curve to
-``bench/results/rl/<method>_curve.png``. Prints the results as one JSON object.
+``bench/results/rl/<method>_curve.png``. Another parent (``--checkpoint mt50_eqm``) gets its own
+``rl_<name>.json``, ``~/vla_data/rl_bench_<name>`` and ``<method>_<name>_curve.png``. Prints the
+results as one JSON object.
 """
 
 from __future__ import annotations
@@ -38,18 +43,33 @@ def _cli(*args: str) -> None:
                    cwd=ROOT)
 
 
-def eval_sim(checkpoint: Path, tasks: list[str], episodes: int, raw: Path, workers: int
-             ) -> dict[str, Any]:
-    """eval-sim's report, reused from ``raw`` when it covers the same episodes."""
+def eval_sim(checkpoint: Path, tasks: list[str], episodes: int, raw: Path, workers: int,
+             max_steps: int = 200) -> dict[str, Any]:
+    """eval-sim's report, reused from ``raw`` when it scored this checkpoint, as it is now (a
+    resumed run rewrites its checkpoint), on the same episodes and step limit."""
     if raw.is_file():
         report = json.loads(raw.read_text())
+        weights = checkpoint / "model.safetensors"
         if (report.get("episodes_per_task") == episodes and sorted(report["tasks"]) == sorted(tasks)
-                and report.get("episodes_run") == report.get("episodes_planned")):
+                and report.get("episodes_run") == report.get("episodes_planned")
+                and report.get("step_limit", 200) == max_steps
+                and Path(report.get("checkpoint", "")).resolve() == checkpoint.resolve()
+                and (not weights.is_file() or raw.stat().st_mtime >= weights.stat().st_mtime)):
             return report
     raw.parent.mkdir(parents=True, exist_ok=True)
     _cli("eval-sim", "--checkpoint", str(checkpoint), "--tasks", *tasks, "--episodes",
-         str(episodes), "--workers", str(workers), "--json", str(raw), "--no-progress")
+         str(episodes), "--workers", str(workers), "--max-steps", str(max_steps), "--json",
+         str(raw), "--no-progress")
     return json.loads(raw.read_text())
+
+
+def parent_paths(parent: Path, work: Path | None, out: Path | None) -> tuple[Path, Path, str]:
+    """(work, out, suffix) for ``parent``: ``default_eqm`` keeps the plain names, any other parent
+    gets ``_<name>`` on each, so that another parent's runs and cached evaluations are never
+    reused for this one, nor its results overwritten by this one's. Explicit paths win."""
+    suffix = "" if parent.resolve() == DEFAULT.resolve() else f"_{parent.name}"
+    return (work or Path.home() / "vla_data" / f"rl_bench{suffix}",
+            out or RESULTS.with_name(f"rl{suffix}.json"), suffix)
 
 
 def _success(report: dict[str, Any]) -> dict[str, Any]:
@@ -73,18 +93,26 @@ def main(argv: list[str] | None = None) -> int:
                    help="held-out episodes per task of the run's own curve")
     p.add_argument("--episodes", type=int, default=20, help="eval-sim episodes per trained task")
     p.add_argument("--control-episodes", type=int, default=10)
-    p.add_argument("--work", type=Path, default=Path.home() / "vla_data" / "rl_bench")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--max-steps", type=int, default=200,
+                   help="episode step limit of rollouts and evaluations (MT50's protocol: 500)")
+    p.add_argument("--work", type=Path, default=None,
+                   help="runs and raw reports (default ~/vla_data/rl_bench, or rl_bench_<name> "
+                        "for a checkpoint other than default_eqm)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results JSON (default bench/results/rl.json, or rl_<name>.json for a "
+                        "checkpoint other than default_eqm)")
     args = p.parse_args(argv)
 
     parent = args.checkpoint.resolve()
     parent_name = str(parent.relative_to(ROOT)) if parent.is_relative_to(ROOT) else str(parent)
+    args.work, args.out, suffix = parent_paths(parent, args.work, args.out)
     command = "python bench/rl.py " + " ".join(argv if argv is not None else sys.argv[1:])
     before = _success(eval_sim(parent, args.tasks, args.episodes,
-                               args.work / "eval" / "parent.json", args.workers))
+                               args.work / "eval" / "parent.json", args.workers, args.max_steps))
     control_before = (_success(eval_sim(parent, args.control_tasks, args.control_episodes,
                                         args.work / "eval" / "parent_control.json",
-                                        args.workers)) if args.control_tasks else {})
+                                        args.workers, args.max_steps))
+                      if args.control_tasks else {})
     # Methods run by earlier invocations on the same parent stay in the results (one method per
     # run fits a session); another parent's would sit under this parent's name, so they go.
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -97,14 +125,17 @@ def main(argv: list[str] | None = None) -> int:
              "--run-dir", str(run), "--method", method, "--workers", str(args.workers),
              "--iterations", str(args.iterations), "--time-limit-min", str(args.minutes),
              "--episodes-per-iteration", str(args.episodes_per_iteration),
-             "--eval-episodes", str(args.rl_eval_episodes), "--no-progress", *resume)
+             "--eval-episodes", str(args.rl_eval_episodes), "--max-steps", str(args.max_steps),
+             "--no-progress", *resume)
         rl = json.loads((run / "rl_report.json").read_text())
         after = _success(eval_sim(ck, args.tasks, args.episodes,
-                                  args.work / "eval" / f"{method}.json", args.workers))
+                                  args.work / "eval" / f"{method}.json", args.workers,
+                                  args.max_steps))
         control = (_success(eval_sim(ck, args.control_tasks, args.control_episodes,
                                      args.work / "eval" / f"{method}_control.json",
-                                     args.workers)) if args.control_tasks else {})
-        curve = ROOT / "bench" / "results" / "rl" / f"{method}_curve.png"
+                                     args.workers, args.max_steps))
+                   if args.control_tasks else {})
+        curve = ROOT / "bench" / "results" / "rl" / f"{method}{suffix}_curve.png"
         curve.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / "learning_curve.png", curve)
         methods[method] = {
@@ -122,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": command}
     results = {"date": dt.date.today().isoformat(), "parent": parent_name,
                "evaluation": "vla-eqm eval-sim (lockstep bridge over ROS topics), variation seed "
-                             "1000 (held out; rollouts use seed 2000+), 200-step limit",
+                             f"1000 (held out; rollouts use seed 2000+), {args.max_steps}-step "
+                             "limit",
                "machine": "2-core CPU, no GPU", "methods": methods}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
