@@ -4,6 +4,8 @@ checkpoint (the node and eval-sim load RL checkpoints like any other)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -77,6 +79,46 @@ def test_steering_moves_the_initial_iterate_and_so_the_solution():
     model, ref = _biased("steer", 1.0)
     a, b = _chunks(Policy(model, seed=0), 1)[0], _chunks(Policy(ref, seed=0), 1)[0]
     assert np.abs(a - b).max() > 1e-4
+
+
+def _gated(method: str, goals: tuple[str, ...]) -> tuple[PI0EqMModel, PI0EqMModel]:
+    model, ref = _biased(method, 0.5)
+    model.config = model.config.replace(rl=dataclasses.replace(model.config.rl, goals=goals))
+    return model, ref
+
+
+@pytest.mark.parametrize("method", ["residual", "steer"])
+def test_a_head_acts_only_on_its_goals_and_elsewhere_decodes_exactly_as_its_parent(method):
+    """An offset learned on one task hurt another (docs/rl.md: drawer-open 10/10 -> 0/10 after
+    shelf-place RL), so rl.goals confines the head to the tasks it was trained on."""
+    trained = "press the button"  # _obs's goal
+    model, ref = _gated(method, (trained,))
+    a, b = _chunks(Policy(model, seed=0), 1)[0], _chunks(Policy(ref, seed=0), 1)[0]
+    assert np.abs(a - b).max() > 1e-4  # its own goal: the head acts
+    off, base = Policy(model, seed=0), Policy(ref, seed=0)
+    other = dataclasses.replace(_obs(model, 0.0), goal="open the drawer")
+    chunk, _ = off.predict_action_chunk(other)
+    np.testing.assert_array_equal(chunk, base.predict_action_chunk(other)[0])
+    assert off.last_rl is None  # no decision to learn from: the head did not act
+    # a batch mixes goals: each sample follows its own
+    batch, _ = Policy(model, seed=0).predict_batch([_obs(model, 0.0), other],
+                                                  noise=torch.zeros(2, *a.shape))
+    ref_batch, _ = Policy(ref, seed=0).predict_batch([_obs(model, 0.0), other],
+                                                    noise=torch.zeros(2, *a.shape))
+    np.testing.assert_array_equal(batch[1], ref_batch[1])
+    assert np.abs(batch[0] - ref_batch[0]).max() > 1e-4
+
+
+def test_rl_goals_are_stripped_round_trip_and_empty_means_every_goal(tmp_path):
+    rl = RLConfig(method="residual", rows=2, goals=[" press the button "])
+    assert rl.goals == ("press the button",)
+    assert rl.acts_on("press the button ") and not rl.acts_on("open the drawer")
+    assert not rl.acts_on(None)
+    assert RLConfig(method="residual", rows=2).acts_on("anything")
+    assert not RLConfig().acts_on("anything")  # no head
+    model, _ = _gated("residual", ("press the button",))
+    save_checkpoint(tmp_path / "ck", model)
+    assert load_checkpoint(tmp_path / "ck")[0].rl.goals == ("press the button",)
 
 
 def test_exploration_draws_around_the_mean_and_reports_the_draws_log_probability():

@@ -234,6 +234,11 @@ class RLConfig:
     the solver's own output) are untouched. ``steer``: an offset of the solver's initial iterate
     over all H rows (noise-space steering, as DSRL does for diffusion). Deployment uses the
     head's mean; the standard deviation is only drawn from during RL rollouts.
+
+    ``goals``: the instructions the head acts on; on any other goal the policy decodes exactly
+    as its parent. ``vla-eqm rl`` sets them to its tasks' instructions: a head trained on one
+    task's observations extrapolates on the others, and on MT50 a shelf-place head took
+    drawer-open from 10/10 to 0/10 (docs/rl.md). Empty = every goal.
     """
 
     method: str = "none"  # none | residual | steer
@@ -241,8 +246,10 @@ class RLConfig:
     hidden: int = 128  # width of the actor's and the critic's two hidden layers
     scale: float = 1.0  # |mean| <= scale (tanh), in normalized action units
     init_std: float = 0.3  # exploration standard deviation at the start of RL
+    goals: tuple[str, ...] = ()  # instructions it acts on (vla-eqm rl: its tasks'); () = every goal
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "goals", tuple(str(g).strip() for g in self.goals or ()))
         _choice("rl.method", self.method, RL_METHODS)
         _check(self.rows >= 0, f"rl.rows must be >= 0, got {self.rows}")
         _check(self.hidden > 0, f"rl.hidden must be > 0, got {self.hidden}")
@@ -250,6 +257,10 @@ class RLConfig:
                f"rl.scale must be > 0, got {self.scale}")
         _check(math.isfinite(self.init_std) and self.init_std > 0,
                f"rl.init_std must be > 0, got {self.init_std}")
+
+    def acts_on(self, goal: str | None) -> bool:
+        """Whether the head applies to an observation with this goal (see ``goals``)."""
+        return self.method != "none" and (not self.goals or (goal or "").strip() in self.goals)
 
 
 @dataclass(frozen=True)

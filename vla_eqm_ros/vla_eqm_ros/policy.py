@@ -149,15 +149,16 @@ class Policy:
     # ---------------------------------------------------------------------------------- decode
 
     def _decode(self, batch: dict[str, Any], cfg: PolicyConfig, x0: torch.Tensor | None,
-                warm: bool, steps_executed: int | None, tau: float | torch.Tensor
-                ) -> tuple[torch.Tensor, SolveResult, bool, float, RLStep | None]:
+                warm: bool, steps_executed: int | None, tau: float | torch.Tensor,
+                goals: list[str]) -> tuple[torch.Tensor, SolveResult, bool, float, RLStep | None]:
         # inference_mode, the fastest, except for EqM-E: its field is an autograd gradient.
         energy = cfg.decoder == "eqm" and cfg.eqm.energy != "none"
         with torch.inference_mode(not energy), torch.no_grad():
-            return self._decode_inner(batch, cfg, x0, warm, steps_executed, tau)
+            return self._decode_inner(batch, cfg, x0, warm, steps_executed, tau, goals)
 
     def _decode_inner(self, batch: dict[str, Any], cfg: PolicyConfig, x0: torch.Tensor | None,
-                      warm: bool, steps_executed: int | None, tau: float | torch.Tensor
+                      warm: bool, steps_executed: int | None, tau: float | torch.Tensor,
+                      goals: list[str]
                       ) -> tuple[torch.Tensor, SolveResult, bool, float, RLStep | None]:
         t0 = time.perf_counter()
         prefix = self.model.encode_prefix(batch)
@@ -172,10 +173,16 @@ class Policy:
             x0, used = init_chunk(self.warm_start, cfg.warm_start, x0, steps_executed)
             steps = self.warm_start.steps_since if steps_executed is None else steps_executed
             frozen = frozen_rows(cfg.warm_start, m.horizon, steps, used)
-        head, rl = self.model.rl_head, None
+        head, rl, gate = self.model.rl_head, None, None
+        if head is not None:  # rl.goals: the head acts only on the goals it was trained on
+            on = [cfg.rl.acts_on(g) for g in goals]
+            if not any(on):
+                head = None
+            elif not all(on):
+                gate = torch.tensor(on, dtype=x0.dtype, device=x0.device).view(-1, 1, 1)
         if head is not None and head.method == "steer":  # the initial iterate, warm or cold
             offset, rl = self._rl_act(head.features(prefix.tokens), m.horizon)
-            x0 = x0 + offset
+            x0 = x0 + (offset if gate is None else offset * gate)
         if cfg.decoder == "eqm":
             s = cfg.solver
             res = eqm_solve(lambda a: self.model.field(a, prefix), x0, step_size=s.step_size,
@@ -187,7 +194,7 @@ class Policy:
         solved = res.actions  # what the warm start reuses: the solver's own output
         if head is not None and head.method == "residual":
             offset, rl = self._rl_act(head.features(prefix.tokens, solved), m.horizon)
-            solved = solved + offset
+            solved = solved + (offset if gate is None else offset * gate)
         actions = self.model.action_normalizer.unnormalize(solved)
         return actions, res, used, prefix_ms, rl
 
@@ -216,7 +223,7 @@ class Policy:
         batch = self.observation_batch([obs])
         tau = cfg.solver.tau_for(obs.goal)
         actions, res, used, prefix_ms, self.last_rl = self._decode(batch, cfg, None, True,
-                                                                   steps_executed, tau)
+                                                                   steps_executed, tau, [obs.goal])
         if not bool(torch.isfinite(actions).all()):
             self.warm_start.reset()
             raise RuntimeError(f"decoder produced non-finite actions ({res.stop_reason[0]}, "
@@ -237,7 +244,8 @@ class Policy:
         taus = [cfg.solver.tau_for(obs.goal) for obs in observations]
         tau: float | torch.Tensor = (taus[0] if len(set(taus)) == 1
                                      else torch.tensor(taus, dtype=torch.float32))
-        actions, res, _, prefix_ms, _ = self._decode(batch, cfg, noise, False, None, tau)
+        actions, res, _, prefix_ms, _ = self._decode(batch, cfg, noise, False, None, tau,
+                                                     [obs.goal for obs in observations])
         recs = [_record(cfg, res, i, False, prefix_ms, res.solve_ms, taus[i])
                 for i in range(len(observations))]
         return actions.cpu().numpy().astype(np.float32), recs

@@ -14,6 +14,7 @@ import torch
 from vla_eqm_ros.config import RLConfig, get_preset
 from vla_eqm_ros.policy import DEFAULT_CHECKPOINT, Policy
 from vla_eqm_ros.rl_head import RLHead
+from vla_eqm_sim.instructions import instruction_for
 from vla_eqm_train.rl.loop import episode_plan
 from vla_eqm_train.rl.ppo import Batch, gae, ppo_update
 
@@ -94,4 +95,5 @@ def test_a_run_resumes_refuses_other_settings_and_ships_a_loadable_checkpoint(ro
     assert other.returncode == 2 and "max_steps" in other.stderr
     policy = Policy.from_checkpoint(tmp_path / "ck", seed=0)
     assert policy.config.rl.method == "residual" and policy.model.rl_head is not None
+    assert policy.config.rl.goals == (instruction_for("reach-v3"),)  # its task's only
     assert policy.config.provenance["rl"]["iterations"] == 2

@@ -12,6 +12,7 @@ after every iteration: ``--resume`` continues from it, and a different config re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -51,6 +52,7 @@ class RLRun:
         from vla_eqm_ros.checkpoint import load_checkpoint
         from vla_eqm_ros.config import RLConfig
         from vla_eqm_ros.rl_head import attach_rl_head
+        from vla_eqm_sim.instructions import instruction_for
 
         parent_cfg, self.model = load_checkpoint(checkpoint)
         tasks = list(cfg.tasks) or list(parent_cfg.provenance.get("dataset_tasks") or [])
@@ -60,11 +62,17 @@ class RLRun:
         if parent_cfg.rl.method == "none":
             rows = (parent_cfg.execute_steps if cfg.method == "residual"
                     else parent_cfg.model.horizon)
+            goals = tuple(instruction_for(t) for t in tasks)  # the head acts on these only
             attach_rl_head(self.model, RLConfig(method=cfg.method, rows=rows, hidden=cfg.hidden,
-                                                scale=cfg.scale, init_std=cfg.init_std))
+                                                scale=cfg.scale, init_std=cfg.init_std,
+                                                goals=goals))
         elif parent_cfg.rl.method != cfg.method:
             raise ValueError(f"{checkpoint} already has a {parent_cfg.rl.method} head; "
                              f"fine-tune it with --method {parent_cfg.rl.method}")
+        elif parent_cfg.rl.goals:  # fine-tuned further: the head also acts on this run's tasks
+            new = tuple(g for g in map(instruction_for, tasks) if g not in parent_cfg.rl.goals)
+            self.model.config = self.model.config.replace(
+                rl=dataclasses.replace(parent_cfg.rl, goals=parent_cfg.rl.goals + new))
         self.head = self.model.rl_head
         assert self.head is not None
         self.checkpoint, self.out, self.run_dir = Path(checkpoint), Path(out), Path(run_dir)
@@ -116,7 +124,7 @@ class RLRun:
         return {"checkpoint": str(self.checkpoint), "max_steps": self.cfg.max_steps,
                 "first_task": self.cfg.tasks[0], "seed": self.cfg.seed, "threads": 1,
                 "rl": {"method": rl.method, "rows": rl.rows, "hidden": rl.hidden,
-                       "scale": rl.scale, "init_std": rl.init_std}}
+                       "scale": rl.scale, "init_std": rl.init_std, "goals": list(rl.goals)}}
 
     def _rollouts(self, pool: Any, episodes: list[list[Any]], tag: str, what: str
                   ) -> tuple[list[dict[str, Any]], list[dict[str, np.ndarray]]]:

@@ -34,8 +34,11 @@ class RolloutSession:
 
         torch.set_num_threads(int(spec.get("threads", 1)))
         config, model = load_checkpoint(spec["checkpoint"])
+        rl = RLConfig(**spec["rl"])  # the learner's: its goals may extend the parent's
         if config.rl.method == "none":
-            attach_rl_head(model, RLConfig(**spec["rl"]))
+            attach_rl_head(model, rl)
+        else:
+            model.config = model.config.replace(rl=rl)
         self.policy = Policy(model, seed=int(spec.get("seed", 0)))
         contract = resolve_contract(config)
         control = "joint" if contract.action.kind == "joint" else "cartesian"
