@@ -107,12 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     parent_name = str(parent.relative_to(ROOT)) if parent.is_relative_to(ROOT) else str(parent)
     args.work, args.out, suffix = parent_paths(parent, args.work, args.out)
     command = "python bench/rl.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    before = _success(eval_sim(parent, args.tasks, args.episodes,
-                               args.work / "eval" / "parent.json", args.workers, args.max_steps))
-    control_before = (_success(eval_sim(parent, args.control_tasks, args.control_episodes,
-                                        args.work / "eval" / "parent_control.json",
-                                        args.workers, args.max_steps))
-                      if args.control_tasks else {})
+
+    def score(checkpoint: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Success on the trained tasks and on the control tasks, cached as ``eval/<name>*``."""
+        raw = args.work / "eval"
+        trained = _success(eval_sim(checkpoint, args.tasks, args.episodes, raw / f"{name}.json",
+                                    args.workers, args.max_steps))
+        control = (_success(eval_sim(checkpoint, args.control_tasks, args.control_episodes,
+                                     raw / f"{name}_control.json", args.workers, args.max_steps))
+                   if args.control_tasks else {})
+        return trained, control
+
+    before, control_before = score(parent, "parent")
     # Methods run by earlier invocations on the same parent stay in the results (one method per
     # run fits a session); another parent's would sit under this parent's name, so they go.
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -128,13 +134,7 @@ def main(argv: list[str] | None = None) -> int:
              "--eval-episodes", str(args.rl_eval_episodes), "--max-steps", str(args.max_steps),
              "--no-progress", *resume)
         rl = json.loads((run / "rl_report.json").read_text())
-        after = _success(eval_sim(ck, args.tasks, args.episodes,
-                                  args.work / "eval" / f"{method}.json", args.workers,
-                                  args.max_steps))
-        control = (_success(eval_sim(ck, args.control_tasks, args.control_episodes,
-                                     args.work / "eval" / f"{method}_control.json",
-                                     args.workers, args.max_steps))
-                   if args.control_tasks else {})
+        after, control = score(ck, method)
         curve = ROOT / "bench" / "results" / "rl" / f"{method}{suffix}_curve.png"
         curve.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / "learning_curve.png", curve)

@@ -181,8 +181,8 @@ class Policy:
             elif not all(on):
                 gate = torch.tensor(on, dtype=x0.dtype, device=x0.device).view(-1, 1, 1)
         if head is not None and head.method == "steer":  # the initial iterate, warm or cold
-            offset, rl = self._rl_act(head.features(prefix.tokens), m.horizon)
-            x0 = x0 + (offset if gate is None else offset * gate)
+            offset, rl = self._rl_act(head.features(prefix.tokens), m.horizon, gate)
+            x0 = x0 + offset
         if cfg.decoder == "eqm":
             s = cfg.solver
             res = eqm_solve(lambda a: self.model.field(a, prefix), x0, step_size=s.step_size,
@@ -193,19 +193,22 @@ class Policy:
             res = fm_integrate(lambda x, t: self.model.field(x, prefix, t), x0, cfg.fm.steps)
         solved = res.actions  # what the warm start reuses: the solver's own output
         if head is not None and head.method == "residual":
-            offset, rl = self._rl_act(head.features(prefix.tokens, solved), m.horizon)
-            solved = solved + (offset if gate is None else offset * gate)
+            offset, rl = self._rl_act(head.features(prefix.tokens, solved), m.horizon, gate)
+            solved = solved + offset
         actions = self.model.action_normalizer.unnormalize(solved)
         return actions, res, used, prefix_ms, rl
 
-    def _rl_act(self, features: torch.Tensor, horizon: int) -> tuple[torch.Tensor, RLStep]:
+    def _rl_act(self, features: torch.Tensor, horizon: int, gate: torch.Tensor | None
+                ) -> tuple[torch.Tensor, RLStep]:
+        """The head's (B, H, d) offset, zero for the samples ``gate`` (B, 1, 1) turns off."""
         head = self.model.rl_head
         assert head is not None
         flat, log_prob, value = head.act(features, self.exploration)
         step = RLStep(features=features[0].cpu().numpy().copy(),
                       action=flat[0].cpu().numpy().copy(), log_prob=float(log_prob[0]),
                       value=float(value[0]))
-        return head.offset(flat, horizon), step
+        offset = head.offset(flat, horizon)
+        return (offset if gate is None else offset * gate), step
 
     def predict_action_chunk(self, obs: Observation, steps_executed: int | None = None
                              ) -> tuple[np.ndarray, DecodeRecord]:

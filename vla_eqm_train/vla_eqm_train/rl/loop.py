@@ -59,10 +59,10 @@ class RLRun:
         if not tasks:
             raise ValueError(f"{checkpoint} records no training tasks; pass --tasks")
         self.cfg = cfg.replace(tasks=tuple(tasks))
+        goals = tuple(map(instruction_for, tasks))  # the head acts on these only
         if parent_cfg.rl.method == "none":
             rows = (parent_cfg.execute_steps if cfg.method == "residual"
                     else parent_cfg.model.horizon)
-            goals = tuple(instruction_for(t) for t in tasks)  # the head acts on these only
             attach_rl_head(self.model, RLConfig(method=cfg.method, rows=rows, hidden=cfg.hidden,
                                                 scale=cfg.scale, init_std=cfg.init_std,
                                                 goals=goals))
@@ -70,7 +70,7 @@ class RLRun:
             raise ValueError(f"{checkpoint} already has a {parent_cfg.rl.method} head; "
                              f"fine-tune it with --method {parent_cfg.rl.method}")
         elif parent_cfg.rl.goals:  # fine-tuned further: the head also acts on this run's tasks
-            new = tuple(g for g in map(instruction_for, tasks) if g not in parent_cfg.rl.goals)
+            new = tuple(g for g in goals if g not in parent_cfg.rl.goals)
             self.model.config = self.model.config.replace(
                 rl=dataclasses.replace(parent_cfg.rl, goals=parent_cfg.rl.goals + new))
         self.head = self.model.rl_head
