@@ -80,8 +80,8 @@ def _config(root, name: str, decoder: str) -> dict:
                 shift_pad=1, seed=3)
 
 
-def _torchrun(root, cfg: dict) -> None:
-    path = root / f"{cfg['decoder']}_ddp.yaml"
+def _torchrun(root, cfg: dict, name: str = "") -> subprocess.CompletedProcess:
+    path = root / f"{name or cfg['decoder'] + '_ddp'}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo",
            "MASTER_ADDR": "127.0.0.1"}
@@ -90,6 +90,7 @@ def _torchrun(root, cfg: dict) -> None:
          "-m", "vla_eqm_train.cli", "train", "--config", str(path), "--no-progress"],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 @pytest.mark.parametrize("decoder", ["eqm", "fm"])
@@ -122,3 +123,14 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(cache, monkey
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(ValueError, match="does not split over 3"):
         Trainer(TrainConfig(**_config(cache, "odd", "eqm")), progress=False)
+
+
+def test_the_time_limit_stops_every_rank_at_the_same_step(cache):
+    """Rank 0's clock decides for all ranks (a rank that stopped alone would leave the other
+    blocked in the next all-reduce), and every rank leaves the process group cleanly, so
+    torchrun reports success for a run cut short."""
+    cfg = _config(cache, "limit_ddp", "eqm") | {"time_limit_min": 1e-6}
+    proc = _torchrun(cache, cfg, "limit_ddp")
+    assert "after the 1e-06 min time limit" in proc.stderr
+    state = torch.load(cache / "limit_ddp" / "run" / "train_state.pt", weights_only=True)
+    assert state["step"] == 1 < STEPS

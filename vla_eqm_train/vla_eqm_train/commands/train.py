@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    out = trainer.fit()
+    try:
+        out = trainer.fit()
+    finally:
+        trainer.close()
     if trainer.is_main:
         val = trainer.history["val_loss"][-1][1] if trainer.history["val_loss"] else None
         print(json.dumps({"checkpoint": str(out), "run_dir": str(cfg.run_path),

@@ -235,7 +235,8 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.4f}", gnorm=f"{float(grad_norm):.2f}",
                             lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
             last = self.step >= cfg.steps
-            over = cfg.time_limit_min > 0 and self.elapsed_s > cfg.time_limit_min * 60
+            over = cfg.time_limit_min > 0 and self._agree(
+                self.elapsed_s > cfg.time_limit_min * 60)
             if self.step % cfg.val_every == 0 or last or over:
                 self.validate()
             if self.is_main and (self.step % cfg.ckpt_every == 0 or last or over):
@@ -245,10 +246,28 @@ class Trainer:
                 stopped_early = True
                 break
         bar.close()
+        if self.world > 1:  # the others wait while rank 0 writes, so no rank exits mid-write
+            torch.distributed.barrier()
         if self.is_main and stopped_early:
             print(f"stopped at step {self.step} after the {cfg.time_limit_min} min time limit",
                   file=sys.stderr)
         return Path(cfg.out)
+
+    def _agree(self, flag: bool) -> bool:
+        """One rank's clock decides for all: ranks that disagreed on stopping would leave the
+        others blocked in the next step's all-reduce."""
+        if self.world == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        torch.distributed.broadcast(value, src=0)
+        return bool(value.item())
+
+    def close(self) -> None:
+        """Leave the process group cleanly. A gloo rank that exits with its group still open can
+        abort in the group's destructor (``terminate called without an active exception``), which
+        torchrun reports as a failed run although training finished."""
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
     def _train_step(self) -> float:
         """Forward and backward of this rank's slice of one global batch; returns the global
