@@ -15,8 +15,9 @@ reused when present. Writes ``bench/results/rl.json`` (per method, kept across i
 the same parent: before/after success per task, solver iterations, environment steps, wall time,
 CPU-hours, the learning curve, the command that ran it) and copies each curve to
 ``bench/results/rl/<method>_curve.png``. Another parent (``--checkpoint mt50_eqm``) gets its own
-``rl_<name>.json``, ``~/vla_data/rl_bench_<name>`` and ``<method>_<name>_curve.png``. Prints the
-results as one JSON object.
+``rl_<name>.json``, ``~/vla_data/rl_bench_<name>`` and ``<method>_<name>_curve.png``; so does a
+study given ``--name`` (``--name b64 --episodes-per-iteration 64``). Prints the results as one
+JSON object.
 """
 
 from __future__ import annotations
@@ -63,11 +64,15 @@ def eval_sim(checkpoint: Path, tasks: list[str], episodes: int, raw: Path, worke
     return json.loads(raw.read_text())
 
 
-def parent_paths(parent: Path, work: Path | None, out: Path | None) -> tuple[Path, Path, str]:
+def parent_paths(parent: Path, work: Path | None, out: Path | None,
+                 name: str | None = None) -> tuple[Path, Path, str]:
     """(work, out, suffix) for ``parent``: ``default_eqm`` keeps the plain names, any other parent
     gets ``_<name>`` on each, so that another parent's runs and cached evaluations are never
-    reused for this one, nor its results overwritten by this one's. Explicit paths win."""
-    suffix = "" if parent.resolve() == DEFAULT.resolve() else f"_{parent.name}"
+    reused for this one, nor its results overwritten by this one's. A study ``name`` (another
+    task, another batch size on the same parent) takes the suffix's place for the same reason.
+    Explicit paths win."""
+    suffix = (f"_{name}" if name else
+              "" if parent.resolve() == DEFAULT.resolve() else f"_{parent.name}")
     return (work or Path.home() / "vla_data" / f"rl_bench{suffix}",
             out or RESULTS.with_name(f"rl{suffix}.json"), suffix)
 
@@ -101,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="results JSON (default bench/results/rl.json, or rl_<name>.json for a "
                         "checkpoint other than default_eqm)")
+    p.add_argument("--name", default=None,
+                   help="a study name: results, work tree and curves get _NAME instead of the "
+                        "parent's suffix, so that a study on the same parent (another task, "
+                        "another batch) keeps the others' results")
     args = p.parse_args(argv)
 
     parent = args.checkpoint.resolve()
     parent_name = str(parent.relative_to(ROOT)) if parent.is_relative_to(ROOT) else str(parent)
-    args.work, args.out, suffix = parent_paths(parent, args.work, args.out)
+    args.work, args.out, suffix = parent_paths(parent, args.work, args.out, args.name)
     command = "python bench/rl.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     def score(checkpoint: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -82,3 +82,11 @@ def test_each_parent_gets_its_own_results_work_tree_and_curves(tmp_path: Path) -
     assert suffix == "_mt50_eqm"
     assert rl.parent_paths(mt50, tmp_path / "w", tmp_path / "o.json")[:2] == (
         tmp_path / "w", tmp_path / "o.json")
+
+
+def test_a_named_study_on_the_same_parent_keeps_the_others_results_and_curves() -> None:
+    work, out, suffix = rl.parent_paths(rl.DEFAULT, None, None, "b64")
+    assert out == rl.RESULTS.with_name("rl_b64.json") and work.name == "rl_bench_b64"
+    assert suffix == "_b64"
+    mt50 = rl.DEFAULT.parent / "mt50_eqm"
+    assert rl.parent_paths(mt50, None, None, "shelf")[2] == "_shelf"
