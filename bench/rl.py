@@ -16,8 +16,10 @@ the same parent: before/after success per task, solver iterations, environment s
 CPU-hours, the learning curve, the command that ran it) and copies each curve to
 ``bench/results/rl/<method>_curve.png``. Another parent (``--checkpoint mt50_eqm``) gets its own
 ``rl_<name>.json``, ``~/vla_data/rl_bench_<name>`` and ``<method>_<name>_curve.png``; so does a
-study given ``--name`` (``--name b64 --episodes-per-iteration 64``). Prints the results as one
-JSON object.
+study given ``--name`` (``--name b64 --episodes-per-iteration 64``). ``--confirm-episodes N``
+scores parent and methods on N further held-out variations of the trained tasks, and ``paired``
+in each method's results holds the gain over all of them, paired by episode, with a bootstrap
+interval and a sign test. Prints the results as one JSON object.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "vla_eqm_ros" / "vla_eqm_ros" / "checkpoints" / "default_eqm"
@@ -45,7 +50,7 @@ def _cli(*args: str) -> None:
 
 
 def eval_sim(checkpoint: Path, tasks: list[str], episodes: int, raw: Path, workers: int,
-             max_steps: int = 200) -> dict[str, Any]:
+             max_steps: int = 200, variation_start: int = 0) -> dict[str, Any]:
     """eval-sim's report, reused from ``raw`` when it scored this checkpoint, as it is now (a
     resumed run rewrites its checkpoint), on the same episodes and step limit."""
     if raw.is_file():
@@ -54,13 +59,14 @@ def eval_sim(checkpoint: Path, tasks: list[str], episodes: int, raw: Path, worke
         if (report.get("episodes_per_task") == episodes and sorted(report["tasks"]) == sorted(tasks)
                 and report.get("episodes_run") == report.get("episodes_planned")
                 and report.get("step_limit", 200) == max_steps
+                and report.get("held_out", {}).get("variation_start", 0) == variation_start
                 and Path(report.get("checkpoint", "")).resolve() == checkpoint.resolve()
                 and (not weights.is_file() or raw.stat().st_mtime >= weights.stat().st_mtime)):
             return report
     raw.parent.mkdir(parents=True, exist_ok=True)
     _cli("eval-sim", "--checkpoint", str(checkpoint), "--tasks", *tasks, "--episodes",
-         str(episodes), "--workers", str(workers), "--max-steps", str(max_steps), "--json",
-         str(raw), "--no-progress")
+         str(episodes), "--workers", str(workers), "--max-steps", str(max_steps),
+         "--variation-start", str(variation_start), "--json", str(raw), "--no-progress")
     return json.loads(raw.read_text())
 
 
@@ -80,6 +86,26 @@ def parent_paths(parent: Path, work: Path | None, out: Path | None,
 def _success(report: dict[str, Any]) -> dict[str, Any]:
     return {t: {"success": r["success_rate"], "episodes": r["episodes"],
                 "iters_p50": r["iters_p50"]} for t, r in report["tasks"].items()}
+
+
+def paired(before: list[dict[str, Any]], after: list[dict[str, Any]], seed: int = 0
+           ) -> dict[str, Any]:
+    """Before/after on the same episodes (task, variation, seed): the gain, a paired bootstrap
+    95 % interval and a two-sided sign test on the episodes that changed. Pairing removes the
+    variations' own difficulty, which dominates at 20 episodes."""
+    key = lambda e: (e["task"], e["variation"], e["seed"])  # noqa: E731
+    b = {key(e): int(e["success"]) for e in before}
+    a = {key(e): int(e["success"]) for e in after}
+    diff = np.array([a[k] - b[k] for k in sorted(b) if k in a])
+    rng = np.random.default_rng(seed)
+    boot = diff[rng.integers(0, len(diff), (10_000, len(diff)))].mean(axis=1)
+    up, down = int((diff > 0).sum()), int((diff < 0).sum())
+    n, k = up + down, min(up, down)
+    sign_p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return {"episodes": len(diff), "before": sum(b[k] for k in sorted(b) if k in a),
+            "after": sum(a[k] for k in sorted(b) if k in a), "gain": round(float(diff.mean()), 4),
+            "ci95": [round(float(np.quantile(boot, q)), 4) for q in (0.025, 0.975)],
+            "flipped_up": up, "flipped_down": down, "sign_test_p": round(sign_p, 4)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="results JSON (default bench/results/rl.json, or rl_<name>.json for a "
                         "checkpoint other than default_eqm)")
+    p.add_argument("--confirm-episodes", type=int, default=0,
+                   help="also score parent and methods on this many further held-out variations "
+                        "per trained task (after the first --episodes), paired over all of them")
     p.add_argument("--name", default=None,
                    help="a study name: results, work tree and curves get _NAME instead of the "
                         "parent's suffix, so that a study on the same parent (another task, "
@@ -116,6 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     parent_name = str(parent.relative_to(ROOT)) if parent.is_relative_to(ROOT) else str(parent)
     args.work, args.out, suffix = parent_paths(parent, args.work, args.out, args.name)
     command = "python bench/rl.py " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    def episodes(checkpoint: Path, name: str) -> list[dict[str, Any]]:
+        """The trained tasks' episodes, the first ``--episodes`` and ``--confirm-episodes`` more."""
+        raw = args.work / "eval"
+        out = eval_sim(checkpoint, args.tasks, args.episodes, raw / f"{name}.json", args.workers,
+                       args.max_steps)["episodes"]
+        if args.confirm_episodes:
+            out += eval_sim(checkpoint, args.tasks, args.confirm_episodes,
+                            raw / f"{name}_confirm.json", args.workers, args.max_steps,
+                            variation_start=args.episodes)["episodes"]
+        return out
 
     def score(checkpoint: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Success on the trained tasks and on the control tasks, cached as ``eval/<name>*``."""
@@ -159,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_min": round(rl["wall_s"] / 60, 1), "cpu_hours": rl["cpu_hours"],
             "stopped": rl["stopped"], "curve_png": str(curve.relative_to(ROOT)),
             "rl_curve": rl["curve"], "rl_config": rl["config"],
+            "paired": paired(episodes(parent, "parent"), episodes(ck, method)),
             "command": command}
     results = {"date": dt.date.today().isoformat(), "parent": parent_name,
                "evaluation": "vla-eqm eval-sim (lockstep bridge over ROS topics), variation seed "

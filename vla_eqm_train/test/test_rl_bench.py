@@ -90,3 +90,14 @@ def test_a_named_study_on_the_same_parent_keeps_the_others_results_and_curves() 
     assert suffix == "_b64"
     mt50 = rl.DEFAULT.parent / "mt50_eqm"
     assert rl.parent_paths(mt50, None, None, "shelf")[2] == "_shelf"
+
+
+def test_paired_counts_the_flips_of_the_same_episodes_and_tests_them() -> None:
+    ep = lambda v, s, ok: {"task": "t", "variation": v, "seed": s, "success": ok}  # noqa: E731
+    before = [ep(v, 1000, v < 2) for v in range(10)]
+    after = [ep(v, 1000, v < 2 or v >= 5) for v in range(10)] + [ep(0, 1001, True)]
+    out = rl.paired(before, after)  # the unpaired episode (seed 1001) is left out
+    assert (out["episodes"], out["before"], out["after"]) == (10, 2, 7)
+    assert (out["flipped_up"], out["flipped_down"], out["gain"]) == (5, 0, 0.5)
+    assert out["sign_test_p"] == 0.0625 and 0 < out["ci95"][0] < 0.5 < out["ci95"][1] <= 1
+    assert rl.paired(before, before)["sign_test_p"] == 1.0
