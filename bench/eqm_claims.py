@@ -56,6 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from vla_eqm_train.evaluation.paired import bootstrap_ci
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "vla_eqm_ros" / "vla_eqm_ros" / "checkpoints"
 OUT = ROOT / "bench" / "results" / "eqm_claims"
@@ -432,7 +434,7 @@ def _tau_pooled(logs: dict[float, list[dict[str, Any]]]) -> dict[str, Any]:
             if (ms := [m for e in recs for m in e.get("solve_ms", [])]) else None,
             "vs_reference": {"episodes": len(shared),
                              "success_diff": round(float(diff.mean()), 4) if len(diff) else None,
-                             "success_diff_ci95": _bootstrap_ci(diff, rng)}}
+                             "success_diff_ci95": bootstrap_ci(diff, rng, BOOTSTRAP)}}
     return {"reference_tau": TAU_REFERENCE, "taus": out}
 
 
@@ -486,7 +488,7 @@ def analyze_tau_heldout() -> dict[str, Any]:
             "paired_episodes": len(shared),
             "success_diff_per_task_minus_global": round(float(diff.mean()), 4)
             if len(diff) else None,
-            "success_diff_ci95": _bootstrap_ci(diff, rng),
+            "success_diff_ci95": bootstrap_ci(diff, rng, BOOTSTRAP),
             "complete": all(len(logs[n]) >= r.planned for n, r in runs.items())}
 
 
@@ -548,7 +550,8 @@ def analyze_deadline() -> dict[str, Any]:
         won = [_within_limit(e) for e in recs.values()]
         return {"episodes": len(recs), "success_rate": round(float(np.mean(won)), 4)
                 if won else None,
-                "success_ci95": _bootstrap_ci(np.asarray(won, float), rng) if won else None,
+                "success_ci95": bootstrap_ci(np.asarray(won, float), rng, BOOTSTRAP)
+                if won else None,
                 "solve_ms_p50": round(float(np.median(solve)), 3) if solve else None,
                 "solve_ms_p90": round(float(np.percentile(solve, 90)), 3) if solve else None,
                 "decode_ms_p50": round(float(np.median([m for e in recs.values()
@@ -582,7 +585,8 @@ def analyze_deadline() -> dict[str, Any]:
                        "eqm_solve_ms_p50": eqm_ms, "fm_solve_ms_p50": out[fm]["solve_ms_p50"],
                        "success_diff_eqm_minus_fm": round(float(diff.mean()), 4)
                        if len(diff) else None,
-                       "success_diff_ci95": _bootstrap_ci(diff, rng) if len(diff) else None}
+                       "success_diff_ci95": bootstrap_ci(diff, rng, BOOTSTRAP)
+                       if len(diff) else None}
     return {"question": "under a wall-clock budget, does anytime EqM beat FM with the Euler "
                         "steps that fit in the same time?",
             "deadlines_ms": list(DEADLINES_MS), "fm_steps": list(FM_STEPS),
@@ -594,14 +598,6 @@ def _plan(run: Run) -> list[list[Any]]:
     from vla_eqm_train.commands.eval_sim import plan
 
     return plan(list(run.tasks), run.episodes, run.seed, run.variation_start)
-
-
-def _bootstrap_ci(values: np.ndarray, rng: np.random.Generator) -> list[float]:
-    """95 % percentile bootstrap interval of a mean over episodes."""
-    if len(values) == 0:
-        return []
-    draws = values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))].mean(1)
-    return [round(float(v), 4) for v in np.percentile(draws, [2.5, 97.5])]
 
 
 def plot_deadline(result: dict[str, Any], out: Path) -> None:
@@ -734,14 +730,14 @@ def analyze_gap() -> dict[str, Any] | None:
             "probes": len(rows), "tasks": len(per_task), "k_max": data["k_max"],
             "error": "chunk L2 against the expert's recorded actions (eval-bag chunk_error)",
             "same_iterate_fraction": round(float(same.mean()), 4) if rows else None,
-            "same_iterate_ci95": _bootstrap_ci(same, rng),
+            "same_iterate_ci95": bootstrap_ci(same, rng, BOOTSTRAP),
             "k_min_error_quartiles": [float(v) for v in np.percentile(
                 [r["k_min_error"] for r in rows], [25, 50, 75])] if rows else None,
             "k_min_residual_quartiles": [float(v) for v in np.percentile(
                 [r["k_min_residual"] for r in rows], [25, 50, 75])] if rows else None,
             "relative_excess_median": round(float(np.median(excess)), 4) if rows else None,
             "relative_excess_mean": round(float(excess.mean()), 4) if rows else None,
-            "relative_excess_mean_ci95": _bootstrap_ci(excess, rng),
+            "relative_excess_mean_ci95": bootstrap_ci(excess, rng, BOOTSTRAP),
             "spearman_residual_error_median": round(float(np.nanmedian(
                 [r["spearman_residual_error"] for r in rows])), 4) if rows else None,
             "error_at_tau_stop_mean": per_tau,

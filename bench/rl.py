@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -35,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from vla_eqm_train.evaluation.paired import paired_success
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "vla_eqm_ros" / "vla_eqm_ros" / "checkpoints" / "default_eqm"
@@ -88,26 +87,6 @@ def _success(report: dict[str, Any]) -> dict[str, Any]:
                 "iters_p50": r["iters_p50"]} for t, r in report["tasks"].items()}
 
 
-def paired(before: list[dict[str, Any]], after: list[dict[str, Any]], seed: int = 0
-           ) -> dict[str, Any]:
-    """Before/after on the same episodes (task, variation, seed): the gain, a paired bootstrap
-    95 % interval and a two-sided sign test on the episodes that changed. Pairing removes the
-    variations' own difficulty, which dominates at 20 episodes."""
-    key = lambda e: (e["task"], e["variation"], e["seed"])  # noqa: E731
-    b = {key(e): int(e["success"]) for e in before}
-    a = {key(e): int(e["success"]) for e in after}
-    diff = np.array([a[k] - b[k] for k in sorted(b) if k in a])
-    rng = np.random.default_rng(seed)
-    boot = diff[rng.integers(0, len(diff), (10_000, len(diff)))].mean(axis=1)
-    up, down = int((diff > 0).sum()), int((diff < 0).sum())
-    n, k = up + down, min(up, down)
-    sign_p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
-    return {"episodes": len(diff), "before": sum(b[k] for k in sorted(b) if k in a),
-            "after": sum(a[k] for k in sorted(b) if k in a), "gain": round(float(diff.mean()), 4),
-            "ci95": [round(float(np.quantile(boot, q)), 4) for q in (0.025, 0.975)],
-            "flipped_up": up, "flipped_down": down, "sign_test_p": round(sign_p, 4)}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, default=DEFAULT)
@@ -146,28 +125,25 @@ def main(argv: list[str] | None = None) -> int:
     args.work, args.out, suffix = parent_paths(parent, args.work, args.out, args.name)
     command = "python bench/rl.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
-    def episodes(checkpoint: Path, name: str) -> list[dict[str, Any]]:
-        """The trained tasks' episodes, the first ``--episodes`` and ``--confirm-episodes`` more."""
+    def score(checkpoint: Path, name: str
+              ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        """Success on the trained tasks and on the control tasks, and the trained tasks' episodes
+        (the first ``--episodes`` and ``--confirm-episodes`` more, for pairing), cached as
+        ``eval/<name>*``."""
         raw = args.work / "eval"
-        out = eval_sim(checkpoint, args.tasks, args.episodes, raw / f"{name}.json", args.workers,
-                       args.max_steps)["episodes"]
+        report = eval_sim(checkpoint, args.tasks, args.episodes, raw / f"{name}.json",
+                          args.workers, args.max_steps)
+        trained, episodes = _success(report), list(report["episodes"])
         if args.confirm_episodes:
-            out += eval_sim(checkpoint, args.tasks, args.confirm_episodes,
-                            raw / f"{name}_confirm.json", args.workers, args.max_steps,
-                            variation_start=args.episodes)["episodes"]
-        return out
-
-    def score(checkpoint: Path, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Success on the trained tasks and on the control tasks, cached as ``eval/<name>*``."""
-        raw = args.work / "eval"
-        trained = _success(eval_sim(checkpoint, args.tasks, args.episodes, raw / f"{name}.json",
-                                    args.workers, args.max_steps))
+            episodes += eval_sim(checkpoint, args.tasks, args.confirm_episodes,
+                                 raw / f"{name}_confirm.json", args.workers, args.max_steps,
+                                 variation_start=args.episodes)["episodes"]
         control = (_success(eval_sim(checkpoint, args.control_tasks, args.control_episodes,
                                      raw / f"{name}_control.json", args.workers, args.max_steps))
                    if args.control_tasks else {})
-        return trained, control
+        return trained, control, episodes
 
-    before, control_before = score(parent, "parent")
+    before, control_before, before_episodes = score(parent, "parent")
     # Methods run by earlier invocations on the same parent stay in the results (one method per
     # run fits a session); another parent's would sit under this parent's name, so they go.
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -183,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
              "--eval-episodes", str(args.rl_eval_episodes), "--max-steps", str(args.max_steps),
              "--no-progress", *resume)
         rl = json.loads((run / "rl_report.json").read_text())
-        after, control = score(ck, method)
+        after, control, after_episodes = score(ck, method)
         curve = ROOT / "bench" / "results" / "rl" / f"{method}{suffix}_curve.png"
         curve.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run / "learning_curve.png", curve)
@@ -199,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_min": round(rl["wall_s"] / 60, 1), "cpu_hours": rl["cpu_hours"],
             "stopped": rl["stopped"], "curve_png": str(curve.relative_to(ROOT)),
             "rl_curve": rl["curve"], "rl_config": rl["config"],
-            "paired": paired(episodes(parent, "parent"), episodes(ck, method)),
+            "paired": paired_success(before_episodes, after_episodes),
             "command": command}
     results = {"date": dt.date.today().isoformat(), "parent": parent_name,
                "evaluation": "vla-eqm eval-sim (lockstep bridge over ROS topics), variation seed "

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from test_run_all_report import _load
 
+from vla_eqm_train.evaluation.paired import paired_success
+
 rl = _load("rl")
 
 
@@ -96,8 +98,8 @@ def test_paired_counts_the_flips_of_the_same_episodes_and_tests_them() -> None:
     ep = lambda v, s, ok: {"task": "t", "variation": v, "seed": s, "success": ok}  # noqa: E731
     before = [ep(v, 1000, v < 2) for v in range(10)]
     after = [ep(v, 1000, v < 2 or v >= 5) for v in range(10)] + [ep(0, 1001, True)]
-    out = rl.paired(before, after)  # the unpaired episode (seed 1001) is left out
+    out = paired_success(before, after)  # the unpaired episode (seed 1001) is left out
     assert (out["episodes"], out["before"], out["after"]) == (10, 2, 7)
     assert (out["flipped_up"], out["flipped_down"], out["gain"]) == (5, 0, 0.5)
     assert out["sign_test_p"] == 0.0625 and 0 < out["ci95"][0] < 0.5 < out["ci95"][1] <= 1
-    assert rl.paired(before, before)["sign_test_p"] == 1.0
+    assert paired_success(before, before)["sign_test_p"] == 1.0
